@@ -1,0 +1,48 @@
+# The one door to the hardware. On a chip these are MicroPython's own `network` and
+# `machine`; the virtual board puts its stand-ins in their place before boot.
+import sys
+
+import machine
+import network
+
+# the virtual board says which chip it imitates; on a chip sys.platform does
+PLATFORM = getattr(machine, "PLATFORM", sys.platform)
+
+
+def sta():
+    return network.WLAN(network.STA_IF)
+
+
+def ap():
+    return network.WLAN(network.AP_IF)
+
+
+def mac():
+    return sta().config("mac")
+
+
+def unique_id():
+    return machine.unique_id()
+
+
+def button(pin, active_low):
+    return machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP if active_low else None)
+
+
+def led(pin):
+    return machine.Pin(pin, machine.Pin.OUT)
+
+
+def watchdog():
+    # the ESP8266 accepts no other timeout
+    return machine.WDT(timeout=5000)
+
+
+def reset():
+    machine.reset()
+
+
+def listen_addr(port):
+    # the virtual board maps the device's ports onto 127.0.0.1
+    remap = getattr(network, "loopback_port", None)
+    return ("127.0.0.1", remap(port)) if remap else ("0.0.0.0", port)

@@ -1,0 +1,66 @@
+# Joining a network and running the pairing AP, with both ports' status codes
+# folded into one set of outcomes.
+import asyncio
+import time
+
+import hw
+
+CONNECTED = "connected"
+WRONG_PASSWORD = "wrong password"
+NO_AP = "no AP"
+FAILED = "failed"
+TIMEOUT = "timeout"
+
+
+def outcome(status, net=hw.network):
+    """The outcome a WLAN.status() value means, or None while still trying."""
+    if status == net.STAT_GOT_IP:
+        return CONNECTED
+    if status == net.STAT_WRONG_PASSWORD:
+        return WRONG_PASSWORD
+    if status == net.STAT_NO_AP_FOUND:
+        return NO_AP
+    if status in (net.STAT_IDLE, net.STAT_CONNECTING):
+        return None
+    # ESP8266 CONNECT_FAIL, or one of the ESP32's raw ESP-IDF reasons
+    return FAILED
+
+
+async def join(ssid, password, timeout_s):
+    sta = hw.sta()
+    sta.active(True)
+    sta.connect(ssid, password)
+    t0 = time.ticks_ms()
+    while True:
+        result = outcome(sta.status())
+        if result:
+            break
+        if time.ticks_diff(time.ticks_ms(), t0) > timeout_s * 1000:
+            result = TIMEOUT
+            break
+        await asyncio.sleep_ms(200)
+    if result != CONNECTED:
+        sta.disconnect()  # or it keeps retrying with the bad credentials
+    return result
+
+
+def leave():
+    hw.sta().disconnect()
+
+
+def connected():
+    return hw.sta().isconnected()
+
+
+def ap_up(ssid, password, ip):
+    ap = hw.ap()
+    ap.active(True)
+    if password:
+        ap.config(ssid=ssid, key=password, security=hw.network.AUTH_WPA2_PSK)
+    else:
+        ap.config(ssid=ssid, security=hw.network.AUTH_OPEN)
+    ap.ifconfig((ip, "255.255.255.0", ip, ip))
+
+
+def ap_down():
+    hw.ap().active(False)
