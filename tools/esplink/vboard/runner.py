@@ -1,0 +1,20 @@
+# Boots the virtual board: the stand-ins take the place of `network` and `machine`,
+# then boot.py and main.py run from the flash directory as they would on a chip.
+import sys
+
+sys.path[0] = sys.argv[1]  # where the compiled stand-ins are
+import vmachine
+import vnetwork
+
+sys.modules["machine"] = vmachine
+sys.modules["network"] = vnetwork
+sys.path[:] = ["", ".frozen", "lib"]  # a chip's path, relative to the flash directory
+
+for script in ("boot.py", "main.py"):
+    try:
+        with open(script) as f:
+            code = f.read()
+    except OSError:
+        continue
+    exec(code, {"__name__": "__main__"})
+    del code
