@@ -2,6 +2,8 @@
 import json
 import os
 
+import jsonobj
+
 FILE = "settings.json"
 _TMP = "settings.json.tmp"
 
@@ -100,10 +102,8 @@ def _hex(b):
 
 def _read(path):
     try:
-        with open(path) as f:
-            text = f.read()
-        # MicroPython's json accepts a truncated object: a complete file ends in "}"
-        return json.loads(text) if text.rstrip().endswith("}") else None
+        with open(path, "rb") as f:
+            return jsonobj.loads(f.read())
     except (OSError, ValueError):
         return None
 

@@ -1,23 +1,22 @@
 # GET /device and POST /ap as pure functions: request in, (status, body, pairing) out.
-import json
-
+import jsonobj
 from pairing.http import error_body
 
 OK = b'{"error":0}'
 
 
-def handle(req, s):
+def handle(method, path, body, s):
     """Answer one request with settings `s`. `pairing` is the validated POST /ap
     (a dict) when the device should go and join, else None."""
-    if req.path == "/device":
-        if req.method != "GET":
+    if path == "/device":
+        if method != "GET":
             return 405, error_body(405, "use GET"), None
         return 200, device_body(s), None
-    if req.path == "/ap":
-        if req.method != "POST":
+    if path == "/ap":
+        if method != "POST":
             return 405, error_body(405, "use POST"), None
         try:
-            pairing = parse_ap(req.body)
+            pairing = parse_ap(body)
         except ValueError as e:
             return 400, error_body(400, e.args[0]), None
         return 200, OK, pairing
@@ -52,28 +51,21 @@ def parse_ap(body):
         out["server"] = server
     if "token" in d:
         token = d["token"]
-        if not (isinstance(token, str) and len(token) == 40 and _only(token, _TOKEN_CHARS)):
+        if not (isinstance(token, str) and len(token) == 40 and _only(token, _digit_or_lower)):
             raise ValueError("bad token")
         out["token"] = token
     return out
 
 
-_HEX = "0123456789abcdefABCDEF"
-_TOKEN_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
-_HOST_CHARS = "-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _decode(body):
     body = body.strip()
     if body.startswith(b"{"):
-        # MicroPython's json accepts a truncated object; a complete one ends in "}"
         try:
-            d = json.loads(body) if body.endswith(b"}") else None
-        except ValueError:  # also UnicodeError
-            d = None
-        if not isinstance(d, dict):
+            return jsonobj.loads(body)
+        except ValueError:
             raise ValueError("bad json")
-        return d
     try:
         return _form(body.decode())
     except (ValueError, IndexError):
@@ -94,18 +86,34 @@ def _unquote(text):
     parts = text.replace("+", " ").split("%")
     raw.extend(parts[0].encode())
     for part in parts[1:]:
-        if len(part) < 2 or not _only(part[:2], _HEX):
+        if len(part) < 2 or not _only(part[:2], _hex_digit):
             raise ValueError
         raw.append(int(part[:2], 16))
         raw.extend(part[2:].encode())
     return bytes(raw).decode()
 
 
-def _only(text, allowed):
+def _only(text, test):
     for c in text:
-        if c not in allowed:
+        if not test(c):
             return False
     return True
+
+
+def _digit_or_lower(c):
+    return "0" <= c <= "9" or "a" <= c <= "z"
+
+
+def _hex_digit(c):
+    return "0" <= c <= "9" or "a" <= c <= "f" or "A" <= c <= "F"
+
+
+def _host_char(c):
+    return _digit_or_lower(c) or "A" <= c <= "Z" or c == "-"
+
+
+def _printable(c):
+    return " " <= c <= "~"
 
 
 def _password_ok(p):
@@ -113,13 +121,9 @@ def _password_ok(p):
     if n == 0:  # open network
         return True
     if n == 64:  # a raw PSK
-        return _only(p, _HEX)
-    if not 8 <= n <= 63:
-        return False
-    for c in p:
-        if not " " <= c <= "~":  # WPA passphrases are printable ASCII
-            return False
-    return True
+        return _only(p, _hex_digit)
+    # WPA passphrases are printable ASCII
+    return 8 <= n <= 63 and _only(p, _printable)
 
 
 def _port(v):
@@ -134,10 +138,10 @@ def _host_ok(host):
     if not 1 <= len(host) <= 253:
         return False
     labels = host.split(".")
-    if _only(host, "0123456789."):
+    if _only(host, lambda c: c == "." or "0" <= c <= "9"):
         # all digits: must be a dotted IPv4 literal
         return len(labels) == 4 and all(l.isdigit() and int(l) <= 255 and len(l) <= 3 for l in labels)
     for label in labels:
-        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-" or not _only(label, _HOST_CHARS):
+        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-" or not _only(label, _host_char):
             return False
     return True

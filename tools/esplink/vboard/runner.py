@@ -2,12 +2,11 @@
 # then boot.py and main.py run from the flash directory as they would on a chip.
 import sys
 
-sys.path[0] = sys.argv[1]  # where the compiled stand-ins are
-import vmachine
-import vnetwork
+sys.path[0] = sys.argv[1]  # where the compiled stand-in is
+import vboard
 
-sys.modules["machine"] = vmachine
-sys.modules["network"] = vnetwork
+sys.modules["machine"] = vboard
+sys.modules["network"] = vboard
 sys.path[:] = ["", ".frozen", "lib"]  # a chip's path, relative to the flash directory
 
 for script in ("boot.py", "main.py"):

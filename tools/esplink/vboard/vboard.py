@@ -1,9 +1,12 @@
-# The virtual board's shared state (runs on the MicroPython VM): its configuration,
-# and the control socket through which the host presses the button and reads the LED.
+# The virtual board (runs on the MicroPython VM): one module that stands in for both
+# `network` and `machine` -- one module, not two, because every byte of its heap is
+# charged to the board, which a chip's C modules would not be. The host presses the
+# button and reads the LED through a UDP control socket.
 import json
 import os
 import select
 import socket
+import sys
 import time
 
 CONFIG = json.loads(os.getenv("ESPLINK_VBOARD"))
@@ -53,3 +56,125 @@ def poll_control():
         lit = led_level ^ (1 if CONFIG["led_active_low"] else 0)
         reply = '{"led": %d, "led_changes": %d}' % (lit, led_changes)
         _ctl.sendto(reply.encode(), addr)
+
+
+# ---- network
+
+STA_IF = 0
+AP_IF = 1
+AUTH_OPEN = 0
+AUTH_WPA2_PSK = 3
+
+if CHIP == "esp32":
+    STAT_IDLE, STAT_CONNECTING, STAT_GOT_IP = 1000, 1001, 1010
+    STAT_NO_AP_FOUND, STAT_WRONG_PASSWORD = 201, 202
+    _KEYS = " mac ssid essid key password security authmode channel hidden txpower pm max_clients reconnects "
+else:
+    STAT_IDLE, STAT_CONNECTING, STAT_WRONG_PASSWORD, STAT_NO_AP_FOUND, STAT_GOT_IP = 0, 1, 2, 3, 5
+    _KEYS = " mac ssid essid key password security authmode channel hidden txpower pm "
+
+
+def loopback_port(port):
+    # the device's port 80 is served on the board's chosen loopback port
+    return CONFIG["http_port"] if port == 80 else port
+
+
+class WLAN:
+    _all = []
+
+    def __new__(cls, index=STA_IF):
+        # one object per interface, as on a chip
+        while len(cls._all) <= index:
+            w = object.__new__(cls)
+            w.up, w.target, w.since = False, None, 0
+            w.conf = {"mac": mac(len(cls._all))}
+            w.addr = ("0.0.0.0",) * 4
+            cls._all.append(w)
+        return cls._all[index]
+
+    def active(self, up=None):
+        if up is None:
+            return self.up
+        self.up = bool(up)
+        if not up:
+            self.target = None
+
+    def config(self, *args, **kwargs):
+        if args:
+            return self.conf[args[0]]
+        for key in kwargs:
+            if " %s " % key not in _KEYS:
+                raise ValueError("unknown config param")  # as the ESP8266 does
+        self.conf.update(kwargs)
+
+    def ifconfig(self, addr=None):
+        if addr is None:
+            return self.addr
+        self.addr = addr
+
+    def connect(self, ssid, key=""):
+        if not self.up:
+            raise OSError("STA must be active")
+        self.target = (ssid, key)
+        self.since = time.ticks_ms()
+
+    def disconnect(self):
+        self.target = None
+
+    def status(self):
+        if self.target is None:
+            return STAT_IDLE
+        if time.ticks_diff(time.ticks_ms(), self.since) < 300 or wifi_down():
+            return STAT_CONNECTING  # associating, or retrying while the AP is gone
+        aps = CONFIG["wifi"]
+        ssid, key = self.target
+        if ssid not in aps:
+            return STAT_NO_AP_FOUND
+        return STAT_GOT_IP if aps[ssid] == key else STAT_WRONG_PASSWORD
+
+    def isconnected(self):
+        return self.status() == STAT_GOT_IP
+
+
+# ---- machine
+
+PLATFORM = CHIP
+RESET_EXIT = 3  # the host restarts the VM on this exit status, flash intact
+
+
+def reset():
+    print("board: reset")
+    sys.exit(RESET_EXIT)
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 2
+
+    def __init__(self, n, mode=-1, pull=None):
+        self.n = n
+        self.mode = mode
+        self.level = 1 if pull == Pin.PULL_UP else 0
+
+    def value(self, v=None):
+        if v is None:
+            if self.mode == Pin.IN and self.n == CONFIG["button_pin"]:
+                # the button pulls its pin to ground while pressed
+                return 0 if button_down() else 1
+            return self.level
+        global led_level, led_changes
+        self.level = 1 if v else 0
+        if self.n == CONFIG["led_pin"] and self.level != led_level:
+            led_level = self.level
+            led_changes += 1
+
+
+class WDT:
+    def __init__(self, timeout=5000):
+        if PLATFORM == "esp8266" and timeout != 5000:
+            raise ValueError("WDT timeout")  # as the ESP8266 port does
+        self.timeout = timeout
+
+    def feed(self):
+        pass

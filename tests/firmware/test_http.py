@@ -1,0 +1,205 @@
+# pairing/http.py: the sans-IO HTTP/1.1 parser and the response bytes.
+# Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
+from pairing.http import MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, response
+
+from check import raises
+
+GET = b"GET /device HTTP/1.1\r\nHost: 10.10.7.1\r\nConnection: Keep-Alive\r\n\r\n"
+BODY = b'{"ssid":"ITT","password":"12345678"}'
+POST = (
+    b"POST /ap HTTP/1.1\r\nHost: 10.10.7.1\r\nContent-Type: application/json\r\n"
+    + ("Content-Length: %d\r\n\r\n" % len(BODY)).encode()
+    + BODY
+)
+
+
+def feed_pieces(pieces):
+    """Feed the pieces in turn, taking every request that completes. -> (requests, parser)
+    A request is (method, path, body, keep_alive)."""
+    p = Parser()
+    got = []
+    for piece in pieces:
+        p.feed(piece)
+        req = p.next_request()
+        while req is not None:
+            got.append(req)
+            req = p.next_request()
+    return got, p
+
+
+def parse(data):
+    p = Parser()
+    p.feed(data)
+    return p.next_request()
+
+
+def keep_alive(data):
+    return parse(data)[3]
+
+
+def path_of(data):
+    return parse(data)[1]
+
+
+def status_of(data):
+    return raises(HTTPError, parse, data).status
+
+
+def head_of(n):
+    """A GET head of exactly n bytes, without its blank line."""
+    start = b"GET /device HTTP/1.1\r\nX-Pad: "
+    return start + b"a" * (n - len(start))
+
+
+def test_complete_get():
+    got, p = feed_pieces([GET])
+    assert got == [("GET", "/device", b"", True)]
+    assert not p.pending()
+
+
+def test_get_fed_one_byte_at_a_time():
+    p = Parser()
+    for i in range(len(GET) - 1):
+        p.feed(GET[i:i + 1])
+        assert p.next_request() is None
+        assert p.pending()
+    p.feed(GET[-1:])
+    assert p.next_request() == ("GET", "/device", b"", True)
+    assert not p.pending()
+
+
+def test_post_split_at_any_two_boundaries():
+    want = [("POST", "/ap", BODY, True)]
+    for i in range(len(POST) + 1):
+        for j in range(i, len(POST) + 1):
+            got, p = feed_pieces([POST[:i], POST[i:j], POST[j:]])
+            assert got == want, (i, j)
+            assert not p.pending()
+
+
+def test_post_body_arriving_in_pieces():
+    head, body = POST[: len(POST) - len(BODY)], BODY
+    p = Parser()
+    p.feed(head)
+    assert p.next_request() is None
+    p.feed(body[:5])
+    assert p.next_request() is None
+    p.feed(body[5:])
+    assert p.next_request() == ("POST", "/ap", BODY, True)
+
+
+def test_pipelined_requests_in_one_feed():
+    p = Parser()
+    p.feed(GET + POST)
+    assert p.next_request() == ("GET", "/device", b"", True)
+    assert p.next_request() == ("POST", "/ap", BODY, True)
+    assert p.next_request() is None
+    assert not p.pending()
+
+
+def test_keep_alive_defaults_and_connection_header():
+    assert keep_alive(b"GET / HTTP/1.1\r\n\r\n") is True
+    assert keep_alive(b"GET / HTTP/1.0\r\n\r\n") is False
+    assert keep_alive(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n") is False
+    assert keep_alive(b"GET / HTTP/1.1\r\nconnection: CLOSE\r\n\r\n") is False
+    assert keep_alive(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n") is True
+    assert keep_alive(b"GET / HTTP/1.0\r\nCONNECTION:keep-alive\r\n\r\n") is True
+
+
+def test_query_string_stripped():
+    assert path_of(b"GET /device?x=1&y=2 HTTP/1.1\r\n\r\n") == "/device"
+
+
+def test_bare_lf_requests():
+    body = b"ssid=a"
+    data = b"GET /device HTTP/1.1\nHost: x\n\n" + b"POST /ap HTTP/1.1\nContent-Length: 6\n\n" + body
+    got, p = feed_pieces([data])
+    assert got == [("GET", "/device", b"", True), ("POST", "/ap", body, True)]
+    assert not p.pending()
+
+
+def test_malformed_request_line_is_400():
+    for line in (b"GET /device", b"GET  /device HTTP/1.1", b"GET /device HTTP/1.1 x",
+                 b"", b"GET /device HTTP/2.0", b"GET /device FTP/1.1"):
+        assert status_of(line + b"\r\nHost: x\r\n\r\n") == 400, line
+
+
+def test_bad_header_line_is_400():
+    assert status_of(b"GET / HTTP/1.1\r\nHost x\r\n\r\n") == 400
+
+
+def test_bad_content_length_is_400():
+    for value in (b"abc", b"-1", b"1.5", b"", b"0x10", b"1 2"):
+        assert status_of(b"POST /ap HTTP/1.1\r\nContent-Length: " + value + b"\r\n\r\n") == 400, value
+
+
+def test_transfer_encoding_is_400():
+    assert status_of(b"POST /ap HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") == 400
+
+
+def test_head_over_max_without_terminator_is_431():
+    p = Parser()
+    p.feed(head_of(MAX_HEAD))
+    assert p.next_request() is None  # still within the limit
+    p.feed(b"aaaa")  # no terminator can now end a head of MAX_HEAD bytes
+    assert raises(HTTPError, p.next_request).status == 431
+
+
+def test_head_of_max_size_accepted_terminator_beyond_is_431():
+    assert path_of(head_of(MAX_HEAD) + b"\r\n\r\n") == "/device"
+    assert status_of(head_of(MAX_HEAD + 1) + b"\r\n\r\n") == 431
+    assert path_of(head_of(MAX_HEAD) + b"\n\n") == "/device"
+    assert status_of(head_of(MAX_HEAD + 1) + b"\n\n") == 431
+
+
+def test_head_of_max_size_accepted_however_it_is_split():
+    # the limit must not depend on how the bytes arrive: the same head that is
+    # accepted in one piece must be accepted byte by byte
+    for n, end in ((MAX_HEAD, b"\r\n\r\n"), (MAX_HEAD - 2, b"\r\n\r\n"), (MAX_HEAD, b"\n\n")):
+        data = head_of(n) + end
+        assert path_of(data) == "/device"
+        got, p = feed_pieces([data[i:i + 1] for i in range(len(data))])
+        assert got == [("GET", "/device", b"", True)], n
+
+
+def test_body_over_max_is_413_before_it_arrives():
+    head = b"POST /ap HTTP/1.1\r\nContent-Length: %s\r\n\r\n"
+    p = Parser()
+    p.feed(head.replace(b"%s", str(MAX_BODY + 1).encode()))
+    assert raises(HTTPError, p.next_request).status == 413
+    p = Parser()
+    p.feed(head.replace(b"%s", str(MAX_BODY).encode()))
+    assert p.next_request() is None  # the largest body allowed: wait for it
+    p.feed(b"x" * MAX_BODY)
+    assert len(p.next_request()[2]) == MAX_BODY
+
+
+def test_invalid_utf8_in_request_line_is_400():
+    assert status_of(b"GET /\xff\xfe HTTP/1.1\r\n\r\n") == 400
+
+
+def test_response_exact_bytes():
+    assert response(200, b'{"error":0}') == (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Connection: keep-alive\r\n"
+        b"Content-Length: 11\r\n"
+        b"\r\n"
+        b'{"error":0}'
+    )
+
+
+def test_response_connection_close():
+    assert response(400, b'{"error":400,"reason":"bad json"}', keep_alive=False) == (
+        b"HTTP/1.1 400 Bad Request\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Connection: close\r\n"
+        b"Content-Length: 33\r\n"
+        b"\r\n"
+        b'{"error":400,"reason":"bad json"}'
+    )
+
+
+def test_error_body_exact_bytes():
+    assert error_body(431, "headers too large") == b'{"error":431,"reason":"headers too large"}'
+    assert error_body(404, "no such path") == b'{"error":404,"reason":"no such path"}'
