@@ -67,8 +67,9 @@ class App:
         from pairing.server import Server  # resident only while pairing
 
         wifi.leave()
-        wifi.ap_up(s["ap_ssid"] or "ITEAD-" + s["deviceid"], s["ap_password"], s["ap_ip"])
-        print("ap: up")
+        ssid = s["ap_ssid"] or "ITEAD-" + s["deviceid"]
+        wifi.ap_up(ssid, s["ap_password"], s["ap_ip"])
+        print("ap: up", ssid, s["ap_ip"])
         server = Server(s)
         try:
             await server.start(*hw.listen_addr(s["http_port"]))

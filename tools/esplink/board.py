@@ -6,11 +6,13 @@ and boots it; `esplink board press` presses its button from outside.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -55,25 +57,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def board_config(flash_dir, chip, wifi, http_port):
+def board_config(flash_dir, chip, wifi, http_port, heap_probe=False):
     return dict(
         WIRING[chip],
         chip=chip,
         wifi=wifi,
         http_port=http_port,
+        heap_probe=heap_probe,
         control_port=free_port(),
         # a stable MAC and chip id per flash directory, like a physical board's
         seed=zlib.crc32(str(Path(flash_dir).resolve()).encode()) & 0xFFFFFF,
     )
 
 
-def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAULT, out=sys.stdout):
+def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAULT, heap_probe=False,
+        out=sys.stdout):
     """Boot the board and print its events until it stops; a reset boots it again."""
     flash_dir = Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
     flash(flash_dir)
     standins = install_standins(flash_dir)
-    config = board_config(flash_dir, chip, wifi or {}, http_port)
+    config = board_config(flash_dir, chip, wifi or {}, http_port, heap_probe)
     (standins / "control").write_text(str(config["control_port"]))
     env = dict(os.environ, ESPLINK_VBOARD=json.dumps(config))
     argv = vm.micropython() + ["-X", f"heapsize={heap}", str(standins / "runner.py"), str(standins)]
@@ -95,8 +99,9 @@ def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAU
             return code
 
 
-def press(flash_dir, hold=0.2, timeout=2.0):
-    """Hold the button for `hold` seconds; returns the board's LED state."""
+def control(flash_dir, command, timeout=2.0):
+    """Send a command to the running board's control socket; returns its state
+    (LED lit, LED changes, heap figures)."""
     try:
         port = int((state_dir(flash_dir) / "control").read_text())
     except (OSError, ValueError):
@@ -104,12 +109,102 @@ def press(flash_dir, hold=0.2, timeout=2.0):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         try:
-            s.sendto(f"press {int(hold * 1000)}".encode(), ("127.0.0.1", port))
-            state = json.loads(s.recv(256))
+            s.sendto(command.encode(), ("127.0.0.1", port))
+            return json.loads(s.recv(256))
         except OSError:
             raise CommandError(f"the virtual board in {flash_dir} does not answer (is it running?)")
+
+
+def press(flash_dir, hold=0.2):
+    """Hold the button for `hold` seconds; returns the board's state."""
+    state = control(flash_dir, f"press {int(hold * 1000)}")
     time.sleep(hold)  # like a finger: the command ends when the button is released
     return state
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BoardProcess:
+    """`esplink board run` as a subprocess, with its event lines to wait on."""
+
+    def __init__(self, flash: Path, wifi=None, chip="esp8266", heap=vm.HEAP_DEFAULT, heap_probe=False):
+        self.flash = Path(flash)
+        self.wifi = wifi or {}
+        self.chip = chip
+        self.heap = heap
+        self.heap_probe = heap_probe
+        self.http_port = free_tcp_port()
+        self.lines = []
+        self.cursor = 0
+        self.cond = threading.Condition()
+        self.proc = None
+
+    def start(self):
+        argv = [sys.executable, "-m", "esplink.cli", "board", "run", "--flash", str(self.flash),
+                "--http-port", str(self.http_port), "--chip", self.chip, "--heap", self.heap]
+        if self.heap_probe:
+            argv.append("--heap-probe")
+        for ssid, password in self.wifi.items():
+            argv += ["--wifi", f"{ssid}={password}"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+
+    def expect(self, pattern, timeout=15.0):
+        """Wait for the next line matching `pattern` (after the last one matched)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i in range(self.cursor, len(self.lines)):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        self.cursor = i + 1
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.cond.wait(0.2)):
+                    raise CommandError(f"no line matching {pattern!r}; board printed:\n" + self.log())
+                self.cond.wait(left)
+
+    def log(self):
+        return "\n".join(self.lines)
+
+    def press(self, hold=0.2):
+        return press(self.flash, hold)
+
+    def control(self, command):
+        return control(self.flash, command)
+
+    def led_becomes(self, lit, timeout=2.0):
+        """The LED pin follows a pattern change at the pattern's next step: poll for it."""
+        deadline = time.monotonic() + timeout
+        while self.control("state")["led"] != lit:
+            if time.monotonic() > deadline:
+                raise CommandError(f"LED never became {lit}:\n" + self.log())
+            time.sleep(0.05)
+        return True
+
+    def settings(self):
+        return json.loads((self.flash / "settings.json").read_text())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _parse_wifi(items):
@@ -124,7 +219,7 @@ def _parse_wifi(items):
 
 def cmd_run(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap)
+    return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap, args.heap_probe)
 
 
 def cmd_press(args):
@@ -141,6 +236,8 @@ def register(subparsers):
     p.add_argument("--http-port", type=int, default=8080, help="loopback port for the device's port 80")
     p.add_argument("--heap", default=vm.HEAP_DEFAULT, help="VM heap size (default: the ESP8266's 38k)")
     p.add_argument("--chip", choices=sorted(WIRING), default="esp8266")
+    p.add_argument("--heap-probe", action="store_true",
+                   help="sample the live heap every button poll (for bench/; slows the board)")
     p.set_defaults(func=cmd_run)
     p = board.add_parser("press", help="press the running board's button")
     p.add_argument("--flash", required=True)

@@ -10,6 +10,7 @@ COMMANDS = {
     "vm": "esplink.vm",
     "board": "esplink.board",
     "pair": "esplink.pair",
+    "demo": "esplink.demo",
 }
 
 

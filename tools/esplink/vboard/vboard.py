@@ -2,6 +2,7 @@
 # `network` and `machine` -- one module, not two, because every byte of its heap is
 # charged to the board, which a chip's C modules would not be. The host presses the
 # button and reads the LED through a UDP control socket.
+import gc
 import json
 import os
 import select
@@ -12,6 +13,7 @@ import time
 CONFIG = json.loads(os.getenv("ESPLINK_VBOARD"))
 CHIP = CONFIG["chip"]
 
+_PROBE = CONFIG["heap_probe"]
 _pressed_until = 0
 _wifi_down_until = 0
 led_level = 0
@@ -36,8 +38,17 @@ def unique_id():
 
 
 def button_down():
+    if _PROBE:
+        sample_heap()
     poll_control()
     return time.ticks_diff(_pressed_until, time.ticks_ms()) > 0
+
+
+def sample_heap():
+    # live heap after a collection: what the program really holds at this instant
+    global heap_peak
+    gc.collect()
+    heap_peak = max(heap_peak, gc.mem_alloc())
 
 
 def wifi_down():
@@ -54,7 +65,8 @@ def poll_control():
         elif words[0] == "wifi-down":
             _wifi_down_until = time.ticks_add(time.ticks_ms(), int(words[1]))
         lit = led_level ^ (1 if CONFIG["led_active_low"] else 0)
-        reply = '{"led": %d, "led_changes": %d}' % (lit, led_changes)
+        reply = '{"led": %d, "led_changes": %d, "heap_base": %d, "heap_peak": %d}' % (
+            lit, led_changes, heap_base, heap_peak)
         _ctl.sendto(reply.encode(), addr)
 
 
@@ -178,3 +190,8 @@ class WDT:
 
     def feed(self):
         pass
+
+
+# what the stand-in and the runner hold: a chip's C modules would not take it from the heap
+gc.collect()
+heap_base = heap_peak = gc.mem_alloc()
