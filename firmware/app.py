@@ -23,6 +23,7 @@ class App:
             settings.make_identity(s, hw.mac(), hw.unique_id(), os.urandom(16))
             settings.save(s)
         self.s = s
+        wifi.ap_down()  # a fresh ESP8266 starts its own open "MicroPython-xxxx" AP
         self.led = board.Led(s["led_pin"], s["led_active_low"])
         self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
         self.mode = JOIN if s["ssid"] else PAIR
@@ -60,6 +61,9 @@ class App:
                 self.mode = await self.task
             except asyncio.CancelledError:
                 pass  # switch() already chose the next mode
+            except Exception as e:  # MemoryError above all: free what we can, try again
+                print("error:", repr(e))
+                await asyncio.sleep(1)
             self.task = None
 
     async def pair(self):
@@ -136,5 +140,13 @@ async def _feed(wdt):
         await asyncio.sleep_ms(1000)
 
 
+def _crashed(loop, context):
+    # A helper task (LED, button, a connection) died of something unexpected,
+    # most likely an exhausted heap: a clean boot beats limping on without it.
+    print("error:", repr(context["exception"]), "- resetting")
+    hw.reset()
+
+
 def main():
+    asyncio.get_event_loop().set_exception_handler(_crashed)
     asyncio.run(App().run())

@@ -10,57 +10,52 @@ from pairing import handlers, http
 MAX_CONNECTIONS = const(2)  # a phone uses one; each costs lwIP buffers and heap
 REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
 _READ = const(128)
+_REAP_MS = const(500)
 
 
 class Server:
     def __init__(self, settings):
         self.settings = settings
         self.pairing = None  # the accepted POST /ap, once there is one
-        self.streams = []
+        self.conns = []  # [task, deadline or None once cancelled] per connection
         self.listener = None
 
     async def start(self, host, port):
         self.listener = await asyncio.start_server(self._serve, host, port, MAX_CONNECTIONS)
+        asyncio.create_task(self._reap())
 
     async def stop(self):
-        if self.listener:
-            self.listener.close()
-            await self.listener.wait_closed()
-            self.listener = None
-        for stream in self.streams:
-            stream.close()
+        listener, self.listener = self.listener, None
+        if listener:
+            listener.close()
+            await listener.wait_closed()
+        for conn in self.conns:
+            conn[0].cancel()
+
+    async def _reap(self):
+        # One timer for all connections: a wait_for() around every read would
+        # allocate a task per read, and the ESP8266's heap fragments.
+        while self.listener:
+            await asyncio.sleep_ms(_REAP_MS)
+            now = time.ticks_ms()
+            for conn in self.conns:
+                if conn[1] is not None and time.ticks_diff(conn[1], now) <= 0:
+                    conn[1] = None
+                    conn[0].cancel()
 
     async def _serve(self, reader, writer):
-        if len(self.streams) >= MAX_CONNECTIONS:
-            try:
-                await _send(writer, 503, http.error_body(503, "busy"), False)
-                await _discard(reader)
-            except OSError:
-                pass
-            await _close(writer)
+        if len(self.conns) >= MAX_CONNECTIONS:
+            await _refuse(reader, writer, 503, "busy")
             return
-        self.streams.append(writer)
-        parser = http.Parser()
         # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-        deadline = time.ticks_add(time.ticks_ms(), REQUEST_MS)
+        conn = [asyncio.current_task(), time.ticks_add(time.ticks_ms(), REQUEST_MS)]
+        self.conns.append(conn)
+        parser = http.Parser()
         try:
             while True:
-                try:
-                    req = parser.next_request()
-                except http.HTTPError as e:
-                    await _send(writer, e.status, http.error_body(e.status, e.reason), False)
-                    await _discard(reader)
-                    break
+                req = parser.next_request()
                 if req is None:
-                    try:
-                        left = time.ticks_diff(deadline, time.ticks_ms())
-                        if left <= 0:
-                            raise asyncio.TimeoutError
-                        data = await asyncio.wait_for_ms(reader.read(_READ), left)
-                    except asyncio.TimeoutError:
-                        if parser.pending():
-                            await _send(writer, 408, http.error_body(408, "timeout"), False)
-                        break
+                    data = await reader.read(_READ)
                     if not data:
                         break
                     parser.feed(data)
@@ -72,20 +67,23 @@ class Server:
                     self.pairing = pairing
                 if not keep_alive:
                     break
-                deadline = time.ticks_add(time.ticks_ms(), REQUEST_MS)
-        except OSError:
-            pass  # the phone went away
+                conn[1] = time.ticks_add(time.ticks_ms(), REQUEST_MS)
+        except http.HTTPError as e:
+            await _refuse(reader, writer, e.status, e.reason)
+        except asyncio.CancelledError:
+            # the deadline passed (or the server stops): a half-sent request gets a 408
+            if self.listener and parser.pending():
+                await _refuse(reader, writer, 408, "timeout")
         except MemoryError:
-            # drop this connection, keep the device: the others may finish
+            # drop this connection, keep the device: the other one may finish
             parser = None
             gc.collect()
             print("http: out of memory")
-            try:
-                await _send(writer, 503, http.error_body(503, "busy"), False)
-            except OSError:
-                pass
+            await _refuse(reader, writer, 503, "busy")
+        except OSError:
+            pass  # the phone went away
         finally:
-            self.streams.remove(writer)
+            self.conns.remove(conn)
             await _close(writer)
 
 
@@ -94,15 +92,18 @@ async def _send(writer, status, body, keep_alive):
     await writer.drain()
 
 
-async def _discard(reader):
-    # Closing with unread input makes the kernel send RST, which can destroy the
-    # error reply before the phone reads it: swallow what is in flight first.
-    for _ in range(16):
-        try:
+async def _refuse(reader, writer, status, reason):
+    # An error reply, then close. Closing with unread input makes the kernel send
+    # RST, which can destroy the reply before the phone reads it: swallow what is
+    # in flight first.
+    try:
+        await _send(writer, status, http.error_body(status, reason), False)
+        for _ in range(16):
             if not await asyncio.wait_for_ms(reader.read(_READ), 50):
-                return
-        except asyncio.TimeoutError:
-            return
+                break
+    except (OSError, asyncio.TimeoutError):
+        pass
+    await _close(writer)
 
 
 async def _close(writer):

@@ -17,6 +17,7 @@ def make_board(tmp_path):
     yield make
     for b in boards:
         b.stop()
+        print(f"--- board {b.flash}:\n{b.log()}")  # shown by pytest when the test fails
 
 
 @pytest.fixture

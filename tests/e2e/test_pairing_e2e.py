@@ -193,3 +193,30 @@ def test_led_pin_really_blinks_fast_while_pairing_and_stays_on_online(board):
     board.expect(r"^led: connected")
     board.led_becomes(1)
     assert led_changes_in(board, 1.0) == 0
+
+
+def test_pairing_window_closes_back_to_the_saved_network(make_board, tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "settings.json").write_text(json.dumps(
+        {"ssid": "home", "password": HOME["home"], "pair_window": 2}))
+    board = make_board(flash=flash)
+    board.expect(r"^mode: online")
+    board.press()
+    board.expect(r"^mode: pair")
+    board.expect(r"^pairing: window closed", timeout=5)
+    board.expect(r"^ap: down")
+    board.expect(r"^mode: join")
+    board.expect(r"^mode: online")
+    assert board.settings()["ssid"] == "home"
+
+
+def test_reset_reboots_with_flash_intact(board):
+    pair(board, "home", HOME["home"])
+    board.expect(r"^mode: online")
+    saved = board.settings()
+    board.control("reset")
+    board.expect(r"^board: reset")
+    board.expect(r"^mode: join")
+    board.expect(r"^mode: online")
+    assert board.settings() == saved

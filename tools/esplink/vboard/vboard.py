@@ -64,6 +64,9 @@ def poll_control():
             _pressed_until = time.ticks_add(time.ticks_ms(), int(words[1]))
         elif words[0] == "wifi-down":
             _wifi_down_until = time.ticks_add(time.ticks_ms(), int(words[1]))
+        elif words[0] == "reset":  # the board's EN/RESET button
+            _ctl.sendto(b"{}", addr)
+            reset()
         lit = led_level ^ (1 if CONFIG["led_active_low"] else 0)
         reply = '{"led": %d, "led_changes": %d, "heap_base": %d, "heap_peak": %d}' % (
             lit, led_changes, heap_base, heap_peak)
