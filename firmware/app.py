@@ -28,23 +28,26 @@ class App:
         self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
         self.mode = JOIN if s["ssid"] else PAIR
         self.task = None
+        self.next = None  # a mode the button asked for
         self.failed = False  # the last pairing attempt could not join
         self.join_attempts = 0
 
     def switch(self, mode):
-        self.mode = mode
+        # recorded, not assigned: the current mode may be returning its own next mode
+        self.next = mode
         if self.task:
             self.task.cancel()
 
     def on_short(self):
         print("button: short press")
-        if self.mode != PAIR:
+        if (self.next or self.mode) != PAIR:
             self.switch(PAIR)
 
     def on_long(self):
         print("button: factory reset")
         settings.forget(self.s, hw.PLATFORM)
         settings.save(self.s)
+        wifi.leave()
         self.failed = False
         self.switch(PAIR)
 
@@ -53,18 +56,23 @@ class App:
         asyncio.create_task(self.button.run())
         asyncio.create_task(_feed(hw.watchdog()))
         modes = {PAIR: self.pair, JOIN: self.join, ONLINE: self.online}
+        errors = 0
         while True:
             print("mode:", self.mode)
             gc.collect()
             self.task = asyncio.create_task(modes[self.mode]())
             try:
-                self.mode = await self.task
+                mode = await self.task
+                errors = 0
             except asyncio.CancelledError:
-                pass  # switch() already chose the next mode
+                mode = self.mode
             except Exception as e:  # MemoryError above all: free what we can, try again
                 print("error:", repr(e))
-                await asyncio.sleep(1)
+                errors = min(errors + 1, 6)
+                await asyncio.sleep(1 << errors)  # 2 s .. 64 s: ap_up()/connect() write flash
+                mode = self.mode
             self.task = None
+            self.mode, self.next = self.next or mode, None
 
     async def pair(self):
         s = self.s

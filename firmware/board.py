@@ -46,11 +46,11 @@ class Led:
                 self.set(0 if steps is None else 1)
                 await self.changed.wait()
                 continue
-            for i, ms in enumerate(steps):
+            for i in range(len(steps)):  # no iterator object per cycle
                 if self.changed.is_set():
                     break
                 self.set(1 - i % 2)
-                await asyncio.sleep_ms(ms)
+                await asyncio.sleep_ms(steps[i])
 
 
 class Button:

@@ -63,7 +63,7 @@ def load(platform="esp8266"):
 def save(s):
     # a complete temp file, then rename: a power cut leaves the old or the new file
     with open(_TMP, "w") as f:
-        f.write(json.dumps(s))
+        json.dump(s, f)  # streamed: no copy of the whole file in the heap
     os.rename(_TMP, FILE)
 
 

@@ -26,26 +26,32 @@ def outcome(status, net=hw.network):
     return FAILED
 
 
+_SETTLE_MS = 1500  # the ESP32 reports the previous attempt's failure for a while
+
+
 async def join(ssid, password, timeout_s):
     sta = hw.sta()
     sta.active(True)
     sta.connect(ssid, password)
     t0 = time.ticks_ms()
     while True:
+        await asyncio.sleep_ms(200)
+        waited = time.ticks_diff(time.ticks_ms(), t0)
         result = outcome(sta.status())
-        if result:
+        if result == CONNECTED or (result and waited > _SETTLE_MS):
             break
-        if time.ticks_diff(time.ticks_ms(), t0) > timeout_s * 1000:
+        if waited > timeout_s * 1000:
             result = TIMEOUT
             break
-        await asyncio.sleep_ms(200)
     if result != CONNECTED:
         sta.disconnect()  # or it keeps retrying with the bad credentials
     return result
 
 
 def leave():
-    hw.sta().disconnect()
+    sta = hw.sta()
+    if sta.active():  # the ESP32 raises OSError on a station that is off
+        sta.disconnect()
 
 
 def connected():

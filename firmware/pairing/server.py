@@ -31,6 +31,11 @@ class Server:
             await listener.wait_closed()
         for conn in self.conns:
             conn[0].cancel()
+        # let them close their sockets while the interface is still up
+        for _ in range(50):
+            if not self.conns:
+                break
+            await asyncio.sleep_ms(10)
 
     async def _reap(self):
         # One timer for all connections: a wait_for() around every read would
@@ -75,11 +80,10 @@ class Server:
             if self.listener and parser.pending():
                 await _refuse(reader, writer, 408, "timeout")
         except MemoryError:
-            # drop this connection, keep the device: the other one may finish
+            # drop this connection without a reply (that would allocate): keep the device
             parser = None
             gc.collect()
             print("http: out of memory")
-            await _refuse(reader, writer, 503, "busy")
         except OSError:
             pass  # the phone went away
         finally:

@@ -150,7 +150,8 @@ class BoardProcess:
             argv.append("--heap-probe")
         for ssid, password in self.wifi.items():
             argv += ["--wifi", f"{ssid}={password}"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
         return self
 
@@ -203,7 +204,7 @@ class BoardProcess:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the VM child too
                 self.proc.wait()
 
 

@@ -56,21 +56,27 @@ def wifi_down():
 
 
 def poll_control():
-    global _pressed_until, _wifi_down_until
     for _ in _poller.ipoll(0):
         msg, addr = _ctl.recvfrom(64)
-        words = msg.decode().split()
-        if words[0] == "press":
-            _pressed_until = time.ticks_add(time.ticks_ms(), int(words[1]))
-        elif words[0] == "wifi-down":
-            _wifi_down_until = time.ticks_add(time.ticks_ms(), int(words[1]))
-        elif words[0] == "reset":  # the board's EN/RESET button
-            _ctl.sendto(b"{}", addr)
-            reset()
-        lit = led_level ^ (1 if CONFIG["led_active_low"] else 0)
-        reply = '{"led": %d, "led_changes": %d, "heap_base": %d, "heap_peak": %d}' % (
-            lit, led_changes, heap_base, heap_peak)
-        _ctl.sendto(reply.encode(), addr)
+        try:
+            _command(msg.decode().split(), addr)
+        except (IndexError, ValueError):
+            _ctl.sendto(b'{"error": "bad command"}', addr)
+
+
+def _command(words, addr):
+    global _pressed_until, _wifi_down_until
+    if words[0] == "press":
+        _pressed_until = time.ticks_add(time.ticks_ms(), int(words[1]))
+    elif words[0] == "wifi-down":
+        _wifi_down_until = time.ticks_add(time.ticks_ms(), int(words[1]))
+    elif words[0] == "reset":  # the board's EN/RESET button
+        _ctl.sendto(b"{}", addr)
+        reset()
+    lit = led_level ^ (1 if CONFIG["led_active_low"] else 0)
+    reply = '{"led": %d, "led_changes": %d, "heap_base": %d, "heap_peak": %d}' % (
+        lit, led_changes, heap_base, heap_peak)
+    _ctl.sendto(reply.encode(), addr)
 
 
 # ---- network
@@ -116,6 +122,8 @@ class WLAN:
 
     def config(self, *args, **kwargs):
         if args:
+            if args[0] not in self.conf:
+                raise ValueError("unknown config param")
             return self.conf[args[0]]
         for key in kwargs:
             if " %s " % key not in _KEYS:
@@ -134,6 +142,8 @@ class WLAN:
         self.since = time.ticks_ms()
 
     def disconnect(self):
+        if not self.up:
+            raise OSError("Wifi Not Started")  # as the ESP32 does
         self.target = None
 
     def status(self):
