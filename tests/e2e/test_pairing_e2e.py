@@ -220,3 +220,15 @@ def test_reset_reboots_with_flash_intact(board):
     board.expect(r"^mode: join")
     board.expect(r"^mode: online")
     assert board.settings() == saved
+
+
+def test_repeated_pairing_fits_the_heap(board):
+    # pairing code is unloaded when the AP goes and loaded again on the next press:
+    # round after round must not fragment the 38 KB heap into failure
+    for round in range(5):
+        ssid = ("home", "office")[round % 2]
+        pair(board, ssid, HOME[ssid])
+        board.expect(r"^mode: online")
+        board.press()
+        board.expect(r"^led: pairing")
+    assert "error:" not in board.log() and "out of memory" not in board.log()
