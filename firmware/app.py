@@ -47,8 +47,7 @@ class App:
         print("button: factory reset")
         settings.forget(self.s, hw.PLATFORM)
         settings.save(self.s)
-        wifi.leave()
-        self.failed = False
+        self.failed = False  # pair() leaves the old network
         self.switch(PAIR)
 
     async def run(self):

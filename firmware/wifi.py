@@ -20,7 +20,7 @@ def outcome(status, net=hw.network):
         return WRONG_PASSWORD
     if status == net.STAT_NO_AP_FOUND:
         return NO_AP
-    if status in (net.STAT_IDLE, net.STAT_CONNECTING):
+    if status == net.STAT_IDLE or status == net.STAT_CONNECTING:  # no tuple per poll
         return None
     # ESP8266 CONNECT_FAIL, or one of the ESP32's raw ESP-IDF reasons
     return FAILED

