@@ -1,4 +1,7 @@
-# The mode state machine: boot -> join or pair -> online; the button -> pair.
+# The mode state machine. A boot lives in one of two worlds: pairing (the AP and its
+# HTTP server) or the network (join, then the cloud link). Crossing between them
+# is a reset, so the heap never holds both worlds' code and never fragments
+# between them.
 import asyncio
 import gc
 import os
@@ -12,6 +15,7 @@ PAIR = "pair"
 JOIN = "join"
 ONLINE = "online"
 
+_PAIR_REQUEST = b"pair"  # RTC memory: the next boot starts pairing
 _FAILED_SHOW_MS = 10000  # how long the failed pattern shows before pairing blinks again
 _JOIN_BACKOFF_S = (10, 30, 60)  # each connect() writes flash on the ESP8266
 
@@ -26,29 +30,24 @@ class App:
         wifi.ap_down()  # a fresh ESP8266 starts its own open "MicroPython-xxxx" AP
         self.led = board.Led(s["led_pin"], s["led_active_low"])
         self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
-        self.mode = JOIN if s["ssid"] else PAIR
-        self.task = None
-        self.next = None  # a mode the button asked for
+        asked = hw.boot_request()
+        self.mode = PAIR if not s["ssid"] or asked == _PAIR_REQUEST else JOIN
         self.failed = False  # the last pairing attempt could not join
         self.join_attempts = 0
-
-    def switch(self, mode):
-        # recorded, not assigned: the current mode may be returning its own next mode
-        self.next = mode
-        if self.task:
-            self.task.cancel()
+        self.link = None
+        self.cloud_up = False
+        self.plug = 1  # online, the LED shows the plug: on at boot, so steady on = just came online
 
     def on_short(self):
         print("button: short press")
-        if (self.next or self.mode) != PAIR:
-            self.switch(PAIR)
+        if self.mode != PAIR:
+            hw.reset(_PAIR_REQUEST)
 
     def on_long(self):
         print("button: factory reset")
         settings.forget(self.s, hw.PLATFORM)
         settings.save(self.s)
-        self.failed = False  # pair() leaves the old network
-        self.switch(PAIR)
+        hw.reset()
 
     async def run(self):
         asyncio.create_task(self.led.run())
@@ -59,19 +58,13 @@ class App:
         while True:
             print("mode:", self.mode)
             gc.collect()
-            self.task = asyncio.create_task(modes[self.mode]())
             try:
-                mode = await self.task
+                self.mode = await modes[self.mode]()
                 errors = 0
-            except asyncio.CancelledError:
-                mode = self.mode
             except Exception as e:  # MemoryError above all: free what we can, try again
                 print("error:", repr(e))
                 errors = min(errors + 1, 6)
                 await asyncio.sleep(1 << errors)  # 2 s .. 64 s: ap_up()/connect() write flash
-                mode = self.mode
-            self.task = None
-            self.mode, self.next = self.next or mode, None
 
     async def pair(self):
         s = self.s
@@ -85,14 +78,15 @@ class App:
         try:
             await server.start(*hw.listen_addr(s["http_port"]))
             pairing = await self._wait_for_pairing(server)
-            if not pairing:
-                print("pairing: window closed")
-                return JOIN
-            await asyncio.sleep_ms(300)  # let {"error":0} leave before the AP goes
+            if pairing:
+                await asyncio.sleep_ms(300)  # let {"error":0} leave before the AP goes
         finally:
             await server.stop()
             wifi.ap_down()
             print("ap: down")
+        if not pairing:
+            print("pairing: window closed")
+            hw.reset()  # back to the saved network
         self.led.show("joining")
         result = await wifi.join(pairing["ssid"], pairing["password"], s["join_timeout"])
         print("wifi:", result)
@@ -101,9 +95,8 @@ class App:
             return PAIR  # nothing was saved: the old settings stand
         settings.apply_pairing(s, pairing)
         settings.save(s)
-        self.failed = False
         print("pairing: saved")
-        return ONLINE
+        hw.reset()  # into the network world
 
     async def _wait_for_pairing(self, server):
         # a window only when there is a network to go back to
@@ -134,11 +127,38 @@ class App:
         return JOIN
 
     async def online(self):
-        self.led.show("connected")
-        while wifi.connected():
-            await asyncio.sleep(1)
+        from espcloud.link import Link  # resident only in the network world
+
+        if self.link is None:
+            self.link = Link(self.s, self, self.on_cloud)
+        self.on_cloud(False)
+        task = asyncio.create_task(self.link.run())
+        try:
+            while wifi.connected():
+                await asyncio.sleep(1)
+        finally:
+            task.cancel()
         print("wifi: lost")
         return JOIN
+
+    # what the cloud link and its actions see of the device
+
+    def on_cloud(self, up):
+        self.cloud_up = up
+        self.led.show(("on" if self.plug else "off") if up else "offline")
+
+    def set_plug(self, x):
+        self.plug = x
+        if self.cloud_up:
+            self.led.show("on" if x else "off")
+
+    def reboot_soon(self):
+        asyncio.create_task(_reboot(1000))  # after the reply has gone
+
+
+async def _reboot(ms):
+    await asyncio.sleep_ms(ms)
+    hw.reset()
 
 
 async def _feed(wdt):

@@ -16,8 +16,9 @@ PATTERNS = {
     "off": None,
     "pairing": (100, 100),  # fast blink
     "joining": (500, 500),  # slow blink
-    "connected": (),  # on
+    "on": (),
     "failed": (100, 100, 100, 700),  # double blink
+    "offline": (100, 1900),  # on Wi-Fi, cloud not (yet) reached: a short flash every 2 s
 }
 
 

@@ -38,8 +38,20 @@ def watchdog():
     return machine.WDT(timeout=5000)
 
 
-def reset():
+def reset(next_boot=b""):
+    """Reboot; `next_boot` reaches the next boot through RTC memory, which a reset
+    keeps and a power cut clears."""
+    machine.RTC().memory(next_boot)
     machine.reset()
+
+
+def boot_request():
+    """What the previous boot asked of this one (b"" if nothing), asked once."""
+    rtc = machine.RTC()
+    request = rtc.memory()
+    if request:
+        rtc.memory(b"")
+    return request
 
 
 def listen_addr(port):

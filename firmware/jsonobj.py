@@ -7,13 +7,13 @@ def loads(data):
     """The dict in `data`, which must be exactly one complete JSON object
     (whitespace around it allowed). Raises ValueError otherwise."""
     data = data.strip()
-    if not data.startswith(b"{") or _object_end(data) != len(data):
+    if not data.startswith(b"{") or object_end(data) != len(data):
         raise ValueError("incomplete JSON object")
     return json.loads(data)  # UnicodeError is a ValueError too
 
 
-def _object_end(data):
-    # the index just past the "}" that closes the first "{", or -1
+def object_end(data):
+    """The index just past the "}" that closes the first "{", or -1."""
     depth = 0
     in_string = escaped = False
     for i, c in enumerate(data):

@@ -20,6 +20,7 @@ def defaults(platform="esp8266"):
         "password": "",
         "server": "iot.espressif.cn",
         "port": 8443,
+        "tls": True,  # False: plain TCP, the cloud's port 8000
         "token": "",
         "activated": False,
         # pairing AP (empty ap_ssid means ITEAD-<deviceid>)

@@ -41,3 +41,12 @@ class WDT:
 
     def feed(self):
         pass
+
+
+class RTC:
+    _memory = b""  # survives "resets" within one test process
+
+    def memory(self, data=None):
+        if data is None:
+            return RTC._memory
+        RTC._memory = bytes(data)
