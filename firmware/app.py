@@ -16,7 +16,6 @@ JOIN = "join"
 ONLINE = "online"
 
 _PAIR_REQUEST = b"pair"  # RTC memory: the next boot starts pairing
-_FAILED_SHOW_MS = 10000  # how long the failed pattern shows before pairing blinks again
 _JOIN_BACKOFF_S = (10, 30, 60)  # each connect() writes flash on the ESP8266
 
 
@@ -67,50 +66,9 @@ class App:
                 await asyncio.sleep(1 << errors)  # 2 s .. 64 s: ap_up()/connect() write flash
 
     async def pair(self):
-        s = self.s
-        from pairing.server import Server  # resident only while pairing
+        from pairing import mode  # the pairing world: never resident online
 
-        wifi.leave()
-        ssid = s["ap_ssid"] or "ITEAD-" + s["deviceid"]
-        wifi.ap_up(ssid, s["ap_password"], s["ap_ip"])
-        print("ap: up", ssid, s["ap_ip"])
-        server = Server(s)
-        try:
-            await server.start(*hw.listen_addr(s["http_port"]))
-            pairing = await self._wait_for_pairing(server)
-            if pairing:
-                await asyncio.sleep_ms(300)  # let {"error":0} leave before the AP goes
-        finally:
-            await server.stop()
-            wifi.ap_down()
-            print("ap: down")
-        if not pairing:
-            print("pairing: window closed")
-            hw.reset()  # back to the saved network
-        self.led.show("joining")
-        result = await wifi.join(pairing["ssid"], pairing["password"], s["join_timeout"])
-        print("wifi:", result)
-        if result != wifi.CONNECTED:
-            self.failed = True
-            return PAIR  # nothing was saved: the old settings stand
-        settings.apply_pairing(s, pairing)
-        settings.save(s)
-        print("pairing: saved")
-        hw.reset()  # into the network world
-
-    async def _wait_for_pairing(self, server):
-        # a window only when there is a network to go back to
-        window_ms = self.s["pair_window"] * 1000 if self.s["ssid"] else 0
-        self.led.show("failed" if self.failed else "pairing")
-        waited = 0
-        while not server.pairing:
-            await asyncio.sleep_ms(200)
-            waited += 200
-            if waited == _FAILED_SHOW_MS:
-                self.led.show("pairing")
-            if window_ms and waited >= window_ms:
-                return None
-        return server.pairing
+        return await mode.run(self)
 
     async def join(self):
         s = self.s

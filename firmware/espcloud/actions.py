@@ -29,20 +29,20 @@ def stream(name):
 
 
 def dispatch(device, msg):
-    """The reply (bytes) to one delivery; never raises for a bad delivery."""
+    """(status, reply bytes) for one delivery; never raises for a bad delivery."""
     n = msg.get("nonce")
     if not isinstance(n, int):
         n = 0  # the cloud cannot match it anyway, but it deserves an answer
     try:
         point = _run(device, msg)
     except ValueError as e:
-        return proto.reply(n, 400, message=str(e))
+        return 400, proto.reply(n, 400, message=str(e))
     except MemoryError:
         raise
     except Exception as e:  # a broken handler must not take the link down
         print("cloud: action failed:", repr(e))
-        return proto.reply(n, 500, message="action failed")
-    return proto.reply(n, 200, datapoint=point)
+        return 500, proto.reply(n, 500, message="action failed")
+    return 200, proto.reply(n, 200, datapoint=point)
 
 
 _STREAM_PREFIX = "/v1/datastreams/"

@@ -8,7 +8,7 @@ from micropython import const
 
 import jsonobj
 
-MAX_FRAME = const(3072)  # the seed's activate reply, the largest frame seen, is ~2.1 KB
+MAX_FRAME = const(2048)  # the seed's activate reply, the largest frame seen, is 1.6 KB
 
 
 def nonce():
@@ -57,7 +57,7 @@ class Frames:
     frames over MAX_FRAME are dropped and counted; nothing here raises.
 
     Bytes go straight into a fixed buffer: `space()` is where the next read lands,
-    `received(n)` says how many did (`feed()` does both, for tests)."""
+    `received(n)` says how many did."""
 
     def __init__(self, size=MAX_FRAME):
         self.buf = bytearray(size)
@@ -88,59 +88,50 @@ class Frames:
             self.skipping = False
             self._consume(start, i + 1)
 
-    def feed(self, data):
-        data = memoryview(data)
-        while data:
-            space = self.space()
-            count = min(len(space), len(data))
-            space[:count] = data[:count]
-            self.received(count)
-            data = data[count:]
-
     def next(self):
-        """The next complete object (a dict), or None when more bytes are needed."""
+        """The next complete object (a dict), or None when more bytes are needed.
+        An object must close before its line ends; anything else on a line is junk."""
         while self.n:
-            i = self.buf.find(b"\n", 0, self.n)
-            if i >= 0:
-                frame = self._take(i, i + 1)
-            else:
-                start = self._start()
-                if start < 0:
+            n = self.n
+            nl = self.buf.find(b"\n", 0, n)
+            line_end = n if nl < 0 else nl
+            start = self.buf.find(b"{", 0, line_end)
+            if start != 0:  # junk (or blank) before any object
+                cut = line_end if start < 0 else start
+                if bytes(self.mv[:cut]).strip():
+                    self.dropped += 1
+                if start < 0 and nl >= 0:
+                    cut += 1
+                self._consume(0, cut)
+                if start < 0 and nl < 0:
                     return None
-                end = jsonobj.object_end(self.mv[start:self.n])
-                if end < 0:
+                continue
+            end = jsonobj.object_end(self.mv[:line_end])
+            if end < 0:
+                if nl < 0:
                     return None  # an object still arriving
-                frame = self._take(start + end, start + end)
+                self.dropped += 1  # the line ended inside the object
+                self._consume(0, nl + 1)
+                continue
+            try:
+                frame = _parse(self.mv[:end])
+            except ValueError:
+                frame = None
+                self.dropped += 1
+            self._consume(0, end)
             if frame is not None:
                 return frame
         return None
-
-    def _start(self):
-        # bytes before the first "{" can never be part of a frame
-        start = self.buf.find(b"{", 0, self.n)
-        if start != 0:
-            if start < 0:
-                start = self.n
-            if bytes(self.mv[:start]).strip():
-                self.dropped += 1
-            self._consume(0, start)
-            return 0 if self.n else -1
-        return 0
-
-    def _take(self, end, resume):
-        data = bytes(self.mv[:end])
-        self._consume(0, resume)
-        if not data.strip():
-            return None
-        try:
-            frame = jsonobj.loads(data)
-        except ValueError:
-            self.dropped += 1
-            return None
-        return frame
 
     def _consume(self, start, end):
         # drop buf[start:end], keep what follows
         rest = self.n - end
         self.mv[start:start + rest] = self.mv[end:self.n]
         self.n = start + rest
+
+
+def _parse(data):
+    try:
+        return json.loads(data)  # MicroPython reads the buffer in place: no copy
+    except TypeError:  # CPython's json wants bytes
+        return json.loads(bytes(data))

@@ -4,6 +4,12 @@ import json
 from espcloud import actions
 
 
+def dispatch(device, msg):
+    status, reply = actions.dispatch(device, msg)
+    assert json.loads(reply)["status"] == status
+    return reply
+
+
 class Device:
     def __init__(self):
         self.plug = 0
@@ -34,33 +40,33 @@ def stream(method, point=None, nonce=101, name="plug-status"):
 
 def test_led_on_and_off():
     d = Device()
-    assert actions.dispatch(d, rpc("LED_ON")) == b'{"status": 200, "nonce": 912639262, "deliver_to_device": true}\n'
+    assert dispatch(d, rpc("LED_ON")) == b'{"status": 200, "nonce": 912639262, "deliver_to_device": true}\n'
     assert d.plug == 1
-    assert actions.dispatch(d, rpc("LED_OFF", nonce=5)) == b'{"status": 200, "nonce": 5, "deliver_to_device": true}\n'
+    assert dispatch(d, rpc("LED_OFF", nonce=5)) == b'{"status": 200, "nonce": 5, "deliver_to_device": true}\n'
     assert d.plug == 0
 
 
 def test_unknown_action_and_path_get_400():
     d = Device()
-    assert actions.dispatch(d, rpc("SELF_DESTRUCT", nonce=9)) == (
+    assert dispatch(d, rpc("SELF_DESTRUCT", nonce=9)) == (
         b'{"status": 400, "nonce": 9, "deliver_to_device": true, "message": "unknown action"}\n')
-    assert json.loads(actions.dispatch(d, rpc(None)))["status"] == 400
+    assert json.loads(dispatch(d, rpc(None)))["status"] == 400
     bad = rpc("LED_ON")
     bad["path"] = "/v1/elsewhere/"
-    assert json.loads(actions.dispatch(d, bad)) == {"status": 400, "nonce": 912639262,
+    assert json.loads(dispatch(d, bad)) == {"status": 400, "nonce": 912639262,
                                                      "deliver_to_device": True, "message": "unknown path"}
     bad = rpc("LED_ON")
     bad["get"] = "LED_ON"  # not an object: no action in it
-    assert json.loads(actions.dispatch(d, bad))["status"] == 400
+    assert json.loads(dispatch(d, bad))["status"] == 400
     assert d.plug == 0
 
 
 def test_plug_status_datastream():
     d = Device()
-    assert actions.dispatch(d, stream("POST", {"x": 1})) == (
+    assert dispatch(d, stream("POST", {"x": 1})) == (
         b'{"status": 200, "nonce": 101, "deliver_to_device": true, "datapoint": {"x": 1}}\n')
     assert d.plug == 1
-    assert json.loads(actions.dispatch(d, stream("GET", nonce=102))) == {
+    assert json.loads(dispatch(d, stream("GET", nonce=102))) == {
         "status": 200, "nonce": 102, "deliver_to_device": True, "datapoint": {"x": 1}}
 
 
@@ -71,16 +77,16 @@ def test_plug_status_refuses_bad_values_and_keeps_its_state():
         msg = stream("POST", point)
         if point is None:
             msg["body"] = "x=1"
-        reply = json.loads(actions.dispatch(d, msg))
+        reply = json.loads(dispatch(d, msg))
         assert reply["status"] == 400 and reply["nonce"] == 101, point
-    assert json.loads(actions.dispatch(d, stream("DELETE")))["status"] == 400
-    assert json.loads(actions.dispatch(d, stream("GET", name="temperature")))["message"] == "unknown datastream"
+    assert json.loads(dispatch(d, stream("DELETE")))["status"] == 400
+    assert json.loads(dispatch(d, stream("GET", name="temperature")))["message"] == "unknown datastream"
     assert d.plug == 1
 
 
 def test_sys_reboot_answers_then_reboots():
     d = Device()
-    assert json.loads(actions.dispatch(d, rpc("sys_reboot"))) == {"status": 200, "nonce": 912639262,
+    assert json.loads(dispatch(d, rpc("sys_reboot"))) == {"status": 200, "nonce": 912639262,
                                                                   "deliver_to_device": True}
     assert d.reboots == 1
 
@@ -94,9 +100,9 @@ def test_adding_an_action_is_one_function():
 
     try:
         d = Device()
-        assert json.loads(actions.dispatch(d, rpc("BEEP", times="2"))) == {
+        assert json.loads(dispatch(d, rpc("BEEP", times="2"))) == {
             "status": 200, "nonce": 912639262, "deliver_to_device": True, "datapoint": {"beeps": 2}}
-        assert json.loads(actions.dispatch(d, rpc("BEEP", times="3")))["message"] == "times must be 2"
+        assert json.loads(dispatch(d, rpc("BEEP", times="3")))["message"] == "times must be 2"
     finally:
         del actions.ACTIONS["BEEP"]
 
@@ -107,7 +113,7 @@ def test_a_broken_handler_gets_500_not_a_crash():
         return {}["missing"]
 
     try:
-        reply = json.loads(actions.dispatch(Device(), rpc("BROKEN", nonce=3)))
+        reply = json.loads(dispatch(Device(), rpc("BROKEN", nonce=3)))
         assert reply == {"status": 500, "nonce": 3, "deliver_to_device": True, "message": "action failed"}
     finally:
         del actions.ACTIONS["BROKEN"]
@@ -116,4 +122,4 @@ def test_a_broken_handler_gets_500_not_a_crash():
 def test_a_delivery_without_a_usable_nonce_still_gets_an_answer():
     msg = rpc("LED_ON")
     msg["nonce"] = "x"
-    assert json.loads(actions.dispatch(Device(), msg))["nonce"] == 0
+    assert json.loads(dispatch(Device(), msg))["nonce"] == 0

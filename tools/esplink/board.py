@@ -21,6 +21,10 @@ from esplink import REPO, CommandError, vm
 
 STANDINS = Path(__file__).parent / "vboard"
 RESET_EXIT = 3  # vboard.reset() exits with this: boot again, flash intact
+# A chip keeps `network` and `machine` in C; here they are Python on the VM's heap
+# (control socket, WLAN and Pin classes, the runner: 8.4 KB measured). The VM gets
+# that on top, so the firmware has exactly the heap it asks for, as on the chip.
+STANDIN_HEAP = 9 * 1024
 # the wiring the stand-ins emulate: NodeMCU (ESP8266) and DevKit V1 (ESP32)
 WIRING = {
     "esp8266": {"button_pin": 0, "led_pin": 2, "led_active_low": True},
@@ -55,6 +59,45 @@ def install_standins(flash_dir):
     return out
 
 
+def provision(flash_dir, device_key=None, ca=None, plain=False):
+    """What tools/flash.sh writes beside the code: the device key (and plain TCP)
+    into settings.json, the CA certificate as ca.pem or ca.der. A virtual flash
+    keeps its other settings, as a re-flash without erasing would."""
+    flash_dir = Path(flash_dir)
+    if device_key is not None and not re.fullmatch(r"[0-9a-fA-F]{40}", device_key):
+        raise CommandError("--device-key must be exactly 40 hex characters")
+    if device_key is not None or plain:
+        path = flash_dir / "settings.json"
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            s = {}
+        if device_key is not None:
+            s["device_key"] = device_key
+        if plain:
+            s["tls"] = False
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(s))
+        os.replace(tmp, path)
+    if ca is not None:
+        try:
+            data = Path(ca).read_bytes()
+        except OSError as e:
+            raise CommandError(f"cannot read the CA file: {e}")
+        name = "ca.pem" if data.startswith(b"-----BEGIN") else "ca.der"
+        for old in ("ca.pem", "ca.der"):
+            (flash_dir / old).unlink(missing_ok=True)
+        (flash_dir / name).write_bytes(data)
+
+
+def heap_bytes(text):
+    """'38k' -> 38912, as micropython -X heapsize reads it."""
+    m = re.fullmatch(r"(\d+)([kKmM]?)", str(text))
+    if not m:
+        raise CommandError(f"bad heap size {text!r} (e.g. 38k)")
+    return int(m[1]) << {"": 0, "k": 10, "m": 20}[m[2].lower()]
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -75,16 +118,19 @@ def board_config(flash_dir, chip, wifi, http_port, heap_probe=False):
 
 
 def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAULT, heap_probe=False,
-        out=sys.stdout):
+        device_key=None, ca=None, plain=False, out=sys.stdout):
     """Boot the board and print its events until it stops; a reset boots it again."""
     flash_dir = Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
     flash(flash_dir)
+    provision(flash_dir, device_key, ca, plain)
     standins = install_standins(flash_dir)
+    (standins / "rtc").unlink(missing_ok=True)  # power on: RTC memory is gone
     config = board_config(flash_dir, chip, wifi or {}, http_port, heap_probe)
     (standins / "control").write_text(str(config["control_port"]))
     env = dict(os.environ, ESPLINK_VBOARD=json.dumps(config))
-    argv = vm.micropython() + ["-X", f"heapsize={heap}", str(standins / "runner.py"), str(standins)]
+    argv = vm.micropython() + ["-X", f"heapsize={heap_bytes(heap) + STANDIN_HEAP}",
+                               str(standins / "runner.py"), str(standins)]
     print(f"board: {chip} flash={flash_dir} http=127.0.0.1:{http_port} heap={heap}", file=out, flush=True)
     while True:
         proc = subprocess.Popen(argv, cwd=flash_dir, env=env, stdout=subprocess.PIPE,
@@ -135,8 +181,12 @@ def free_tcp_port():
 class BoardProcess:
     """`esplink board run` as a subprocess, with its event lines to wait on."""
 
-    def __init__(self, flash: Path, wifi=None, chip="esp8266", heap=vm.HEAP_DEFAULT, heap_probe=False):
+    def __init__(self, flash: Path, wifi=None, chip="esp8266", heap=vm.HEAP_DEFAULT, heap_probe=False,
+                 device_key=None, ca=None, plain=False):
         self.flash = Path(flash)
+        self.device_key = device_key
+        self.ca = ca
+        self.plain = plain
         self.wifi = wifi or {}
         self.chip = chip
         self.heap = heap
@@ -152,6 +202,12 @@ class BoardProcess:
                 "--http-port", str(self.http_port), "--chip", self.chip, "--heap", self.heap]
         if self.heap_probe:
             argv.append("--heap-probe")
+        if self.device_key:
+            argv += ["--device-key", self.device_key]
+        if self.ca:
+            argv += ["--ca", str(self.ca)]
+        if self.plain:
+            argv.append("--plain")
         for ssid, password in self.wifi.items():
             argv += ["--wifi", f"{ssid}={password}"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -224,7 +280,8 @@ def _parse_wifi(items):
 
 def cmd_run(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap, args.heap_probe)
+    return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap, args.heap_probe,
+               args.device_key, args.ca, args.plain)
 
 
 def cmd_press(args):
@@ -239,10 +296,14 @@ def register(subparsers):
     p.add_argument("--flash", required=True, help="the board's flash directory (kept across runs)")
     p.add_argument("--wifi", action="append", metavar="SSID=PASSWORD", help="a virtual access point (repeatable)")
     p.add_argument("--http-port", type=int, default=8080, help="loopback port for the device's port 80")
-    p.add_argument("--heap", default=vm.HEAP_DEFAULT, help="VM heap size (default: the ESP8266's 38k)")
+    p.add_argument("--heap", default=vm.HEAP_DEFAULT,
+                   help="the firmware's heap (default: the ESP8266's 38k; the VM adds 9k for the stand-ins)")
     p.add_argument("--chip", choices=sorted(WIRING), default="esp8266")
     p.add_argument("--heap-probe", action="store_true",
                    help="sample the live heap every button poll (for bench/; slows the board)")
+    p.add_argument("--device-key", metavar="KEY", help="the cloud's 40-hex device key, into settings.json")
+    p.add_argument("--ca", metavar="FILE", help="CA certificate the board verifies the cloud with")
+    p.add_argument("--plain", action="store_true", help="talk to the cloud in plain TCP, not TLS")
     p.set_defaults(func=cmd_run)
     p = board.add_parser("press", help="press the running board's button")
     p.add_argument("--flash", required=True)

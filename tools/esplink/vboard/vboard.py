@@ -195,6 +195,21 @@ class Pin:
             led_changes += 1
 
 
+class RTC:
+    # RTC memory survives a reset, not a power cut: `esplink board run` clears the file
+    _FILE = ".vboard/rtc"
+
+    def memory(self, data=None):
+        if data is None:
+            try:
+                with open(self._FILE, "rb") as f:
+                    return f.read()
+            except OSError:
+                return b""
+        with open(self._FILE, "wb") as f:
+            f.write(data)
+
+
 class WDT:
     def __init__(self, timeout=5000):
         if PLATFORM == "esp8266" and timeout != 5000:
