@@ -11,6 +11,7 @@ COMMANDS = {
     "board": "esplink.board",
     "pair": "esplink.pair",
     "demo": "esplink.demo",
+    "cloud": "esplink.cloud.cli",
 }
 
 

@@ -1,0 +1,150 @@
+"""The cloud's own CA and server certificate, made on first run and reused after.
+
+Boards are given ca.der (or ca.pem) to verify the cloud; the CA key stays here so the
+server certificate can be reissued for new names without changing what boards trust.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# The board's clock is unset (it believes it is 2000-01-01) until it learns the time,
+# and mbedTLS/axTLS may check validity against it: start the certificates then.
+NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+YEARS = 20
+
+# ECDHE first for every client that can; then the static-RSA suites, because the
+# ESP8266's axTLS has neither ECDHE nor DHE and can only do RSA key transport.
+CIPHERS = ("ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:"
+           "AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA")
+
+DEFAULT_NAMES = ("localhost", "127.0.0.1")
+
+
+class Paths:
+    def __init__(self, data_dir):
+        d = Path(data_dir)
+        self.ca_pem, self.ca_der, self.ca_key = d / "ca.pem", d / "ca.der", d / "ca.key"
+        self.server_pem, self.server_key = d / "server.pem", d / "server.key"
+
+
+def server_names(extra=()) -> list[str]:
+    names = list(DEFAULT_NAMES) + [socket.gethostname()] + list(extra)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def ensure(data_dir, names=()) -> Paths:
+    """Make whatever is missing. The server certificate is reissued (same CA) when it
+    lacks one of `names`; a CA is never replaced, boards hold it."""
+    paths = Paths(data_dir)
+    Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    wanted = server_names(names)
+    if paths.ca_pem.exists() and paths.ca_key.exists():
+        ca_cert = x509.load_pem_x509_certificate(paths.ca_pem.read_bytes())
+        ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
+    else:
+        ca_cert, ca_key = _make_ca()
+        _write_key(paths.ca_key, ca_key)
+        paths.ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        paths.server_pem.unlink(missing_ok=True)  # signed by a CA that no longer exists
+    if not paths.ca_der.exists():
+        paths.ca_der.write_bytes(ca_cert.public_bytes(serialization.Encoding.DER))
+    if not (paths.server_pem.exists() and paths.server_key.exists()
+            and set(wanted) <= set(cert_names(paths.server_pem))):
+        cert, key = _make_server(ca_cert, ca_key, wanted)
+        _write_key(paths.server_key, key)
+        paths.server_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def cert_names(pem_path) -> list[str]:
+    cert = x509.load_pem_x509_certificate(Path(pem_path).read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san.get_values_for_type(x509.DNSName) + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+
+
+def server_context(paths: Paths) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHERS)  # TLS 1.3 suites are not affected by this list
+    ctx.load_cert_chain(paths.server_pem, paths.server_key)
+    return ctx
+
+
+def client_context(ca_file) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _write_key(path: Path, key) -> None:
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    # created 0600 from the start: never world-readable, not even for a moment
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def _new_key():
+    # RSA, not EC: the ESP8266's axTLS only does RSA
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _builder(subject, issuer, public_key):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(NOT_BEFORE)
+            .not_valid_after(now + datetime.timedelta(days=round(365.25 * YEARS))))
+
+
+def _make_ca():
+    key = _new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "esplink"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "esplink local cloud CA")])
+    cert = (_builder(name, name, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                           critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def _make_server(ca_cert, ca_key, names):
+    key = _new_key()
+    alt = []
+    for n in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            alt.append(x509.DNSName(n))
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "esplink"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (_builder(subject, ca_cert.subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # key_encipherment: static-RSA suites encrypt the premaster secret to this key
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+                           critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
