@@ -185,3 +185,12 @@ def test_esplink_cloud_cli_drives_the_board(online, cloud):
     assert o.board.led_becomes(0)
     listing = esplink("cloud", "devices", "--data", data).stdout
     assert "e2e" in listing
+
+
+def test_the_readme_demo_runs_start_to_finish():
+    done = esplink("demo", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "activated with the token, identified" in out
+    assert "LED pin now lit" in out and "LED pin now dark" in out
+    assert out.rstrip().endswith("demo: OK")

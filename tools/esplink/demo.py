@@ -1,15 +1,21 @@
 """`esplink demo`: the product on the virtual board, start to finish, as a transcript.
 
-Boots a fresh board (38 KB heap), pairs it the way the phone app does, shows the LED
-follow, reboots it to show the settings stick, and factory-resets it with a long press.
+Starts the local cloud, creates a device, boots a fresh virtual ESP8266 (38 KB heap)
+holding the device key and the cloud's CA, pairs it the way the phone app does, and
+once it has activated and identified over verified TLS, claims it with the pairing
+token and switches its LED through the cloud's REST API.
 """
+import json
+import secrets
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from esplink import CommandError
 from esplink.board import BoardProcess
-from esplink.pair import pair_ap
+from esplink.cloud.client import Client
 
 WIFI = {"home-wifi": "correct horse 42"}
 
@@ -18,53 +24,93 @@ def say(text):
     print(f"  {text}", flush=True)
 
 
-def demo(flash):
-    print("esplink demo: a virtual ESP8266 on the 32-bit MicroPython VM (38 KB heap)\n", flush=True)
-    board = BoardProcess(flash, WIFI).start()
+def esplink(*args):
+    done = subprocess.run([sys.executable, "-m", "esplink.cli", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        raise CommandError(f"esplink {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def start_cloud(data):
+    proc = subprocess.Popen([sys.executable, "-m", "esplink.cli", "cloud", "serve", "--data", str(data),
+                             "--tls-port", "0", "--plain-port", "0", "--api-port", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (data / "server.json").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise CommandError(f"the local cloud did not start: {proc.stderr.read().strip()}")
+        time.sleep(0.1)
+    return proc, json.loads((data / "server.json").read_text())
+
+
+def demo(workdir):
+    print("esplink demo: a virtual ESP8266 (MicroPython VM, 38 KB heap) and the local ESP cloud\n", flush=True)
+    data = workdir / "cloud"
+    cloud, ports = start_cloud(data)
+    board = None
     try:
+        say(f"1. cloud: device TLS :{ports['tls_port']}, REST https :{ports['api_port']}, its own CA {data / 'ca.der'}")
+        created = esplink("cloud", "device", "create", "--name", "desk-lamp", "--data", str(data))
+        key = created.split("master device key: ")[1].split()[0]
+        say("2. esplink cloud device create -> 'desk-lamp'; its key goes into the board's settings (not shown)")
+        board = BoardProcess(workdir / "flash", WIFI, device_key=key, ca=data / "ca.der").start()
         ap = board.expect(r"^ap: up (\S+)").group(1)
         board.expect(r"^led: pairing")
-        say(f"1. fresh board boots into AP pairing: AP {ap}, HTTP on 127.0.0.1:{board.http_port}, LED fast blink")
-        identity, _ = pair_ap(f"127.0.0.1:{board.http_port}", "home-wifi", "wrong password!")
-        board.expect(r"^wifi: wrong password")
-        board.expect(r"^mode: pair")
-        board.expect(r"^led: failed")
-        say(f"2. phone: GET /device -> deviceid {identity['deviceid']}; POST /ap with a wrong password")
-        say("   board answers {\"error\":0}, tries, fails: LED double-blinks, back in AP mode, nothing saved")
-        pair_ap(f"127.0.0.1:{board.http_port}", "home-wifi", WIFI["home-wifi"], server="127.0.0.1:8443")
+        say(f"3. the board boots into AP pairing: AP {ap}, HTTP on 127.0.0.1:{board.http_port}, LED fast blink")
+        token = secrets.token_hex(20)
+        out = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", "home-wifi",
+                      "--password", WIFI["home-wifi"], "--server", f"127.0.0.1:{ports['tls_port']}",
+                      "--token", token)
+        deviceid = out.split("deviceid=")[1].split()[0]
+        say(f"4. esplink pair ap: GET /device -> {deviceid}; POST /ap with Wi-Fi, cloud 127.0.0.1 and a fresh token")
         board.expect(r"^wifi: connected")
-        board.expect(r"^led: connected")
+        board.expect(r"^board: reset")
+        say("5. the board joins 'home-wifi', saves, and resets into its network world (pairing code unloaded)")
+        board.expect(r"^cloud: connecting .* TLS", timeout=20)
+        board.expect(r"^cloud: activated", timeout=20)
+        board.expect(r"^cloud: identified")
+        say("6. TLS to the cloud, server certificate checked against the CA: activated with the token, identified")
+        client = Client(ports["host"], ports["api_port"], data / "ca.pem")
+        owner = client.authorize(token)
+        say("7. phone: POST /v1/key/authorize/ with the token -> an owner key for desk-lamp")
         board.led_becomes(1)
-        say("3. phone: POST /ap with the right password -> joined 'home-wifi', settings saved, LED on")
-        board.stop()
-        board = BoardProcess(flash, WIFI).start()
-        board.expect(r"^mode: join")
-        board.expect(r"^mode: online")
-        say("4. power cycle: the board rejoins 'home-wifi' from its saved settings")
-        board.press(hold=10.5)
-        board.expect(r"^button: factory reset")
-        board.expect(r"^led: pairing")
-        say("5. button held 10 s: factory reset (identity kept), back in AP pairing")
-        secrets = [p for p in (WIFI["home-wifi"], "wrong password!") if p in board.log()]
-        if secrets:
-            raise CommandError("a Wi-Fi password appeared in the board's output")
-        print("\nboard's own event lines (last run):", flush=True)
+        for action, lit in (("LED_OFF", 0), ("LED_ON", 1), ("LED_OFF", 0)):
+            t0 = time.perf_counter()
+            status, reply = client.rpc(owner, action)
+            ms = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                raise CommandError(f"{action}: HTTP {status} {reply}")
+            board.led_becomes(lit)
+            say(f"8. GET /v1/device/rpc/?action={action} -> device replied {reply['status']} in {ms:.0f} ms;"
+                f" virtual LED pin now {'lit' if lit else 'dark'}")
+        listing = esplink("cloud", "devices", "--data", str(data)).strip().splitlines()
+        say("9. esplink cloud devices:")
+        for line in listing:
+            say(f"     {line}")
+        log = board.log()
+        if WIFI["home-wifi"] in log or key in log or owner in log or token in log:
+            raise CommandError("a secret appeared in the board's output")
+        print("\nboard's own event lines:", flush=True)
         for line in board.lines:
             print(f"  | {line}")
         print("\ndemo: OK")
         return 0
     finally:
-        board.stop()
+        if board:
+            board.stop()
+        cloud.terminate()
+        cloud.wait(10)
 
 
 def cmd_demo(args):
-    if args.flash:
-        return demo(Path(args.flash))
+    if args.dir:
+        return demo(Path(args.dir))
     with tempfile.TemporaryDirectory(prefix="esplink-demo-") as tmp:
-        return demo(Path(tmp) / "flash")
+        return demo(Path(tmp))
 
 
 def register(subparsers):
-    p = subparsers.add_parser("demo", help="run the pairing demo on a virtual board")
-    p.add_argument("--flash", help="keep the board's flash here (default: a temporary directory)")
+    p = subparsers.add_parser("demo", help="the cloud demo on a virtual board and the local cloud")
+    p.add_argument("--dir", help="keep the board's flash and the cloud's data here (default: a temporary directory)")
     p.set_defaults(func=cmd_demo)
