@@ -42,12 +42,46 @@ def _tool_path():
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 
-def flash(flash_dir):
-    """Deploy the firmware into flash_dir exactly as tools/flash.sh builds it for a chip."""
-    done = subprocess.run(["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(flash_dir)],
+def build(out_dir):
+    """Compile the firmware into out_dir exactly as tools/flash.sh builds it for a chip."""
+    done = subprocess.run(["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(out_dir)],
                           env=dict(os.environ, PATH=_tool_path()), capture_output=True, text=True)
     if done.returncode:
         raise CommandError(f"building the firmware failed: {done.stderr.strip()}")
+
+
+def romfs_image(build_dir):
+    """A ROMFS image of every .mpy under build_dir, as `mpremote romfs deploy` writes
+    it to a chip's ROM partition (where bytecode runs in place, not copied to RAM)."""
+    from mpremote.romfs import VfsRomWriter
+
+    rom = VfsRomWriter()
+
+    def add(folder):
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir():
+                rom.opendir(entry.name)
+                add(entry)
+                rom.closedir()
+            elif entry.suffix == ".mpy":
+                rom.mkfile(entry.name, entry.read_bytes())
+
+    add(Path(build_dir))
+    return rom.finalise()
+
+
+def flash(flash_dir):
+    """Deploy the firmware as `tools/flash.sh --romfs` does: modules into the ROM
+    partition (.vboard/romfs.img), boot.py and main.py onto the filesystem."""
+    flash_dir = Path(flash_dir)
+    staging = state_dir(flash_dir) / "build"
+    build(staging)
+    (state_dir(flash_dir) / "romfs.img").write_bytes(romfs_image(staging))
+    for name in ("boot.py", "main.py"):
+        shutil.copy(staging / name, flash_dir / name)
+    for stale in flash_dir.rglob("*.mpy"):  # a filesystem copy would shadow /rom
+        if state_dir(flash_dir) not in stale.parents:
+            stale.unlink()
 
 
 def install_standins(flash_dir):

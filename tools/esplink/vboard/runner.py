@@ -2,12 +2,29 @@
 # then boot.py and main.py run from the flash directory as they would on a chip.
 import sys
 
+
+def mount_rom(image):
+    # A chip maps its ROM partition into the address space; here the image goes into
+    # memory from libc, outside the GC heap, so bytecode runs in place as on the chip.
+    import ffi
+    import os
+    import uctypes
+    import vfs
+
+    size = os.stat(image)[6]
+    rom = uctypes.bytearray_at(ffi.open("libc.so.6").func("p", "malloc", "i")(size), size)
+    with open(image, "rb") as f:
+        f.readinto(rom)
+    vfs.mount(vfs.VfsRom(rom), "/rom")
+
+
+mount_rom(sys.argv[1] + "/romfs.img")
 sys.path[0] = sys.argv[1]  # where the compiled stand-in is
 import vboard
 
 sys.modules["machine"] = vboard
 sys.modules["network"] = vboard
-sys.path[:] = ["", ".frozen", "lib"]  # a chip's path, relative to the flash directory
+sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "lib"]  # a ROMFS chip's path
 
 for script in ("boot.py", "main.py"):
     try:
