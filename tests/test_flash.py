@@ -188,6 +188,26 @@ def test_dry_run_der_ca(fw, image, tmp_path, fakes):
     assert "warning" not in r.stderr
 
 
+def test_dry_run_romfs_and_plain(fw, image, tmp_path, fakes):
+    r = run(["--chip", "esp8266", "--port", "p", "--firmware", image, "--device-key", KEY,
+             "--plain", "--romfs", "--dry-run"], fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}")
+    assert r.returncode == 0, r.stderr
+    cmds = commands(r.stdout)
+    deploy = [c for c in cmds if c[:4] == ["mpremote", "connect", "p", "romfs"]]
+    assert len(deploy) == 1 and deploy[0][4] == "deploy"
+    rom = Path(deploy[0][5])
+    moved = {Path(c[1]).name for c in cmds if c[0] == "mv"}
+    assert moved == {"a.mpy", "pairing"} and all(Path(c[2]) == rom for c in cmds if c[0] == "mv")
+    upload = cmds[-2]
+    assert upload[:5] == ["mpremote", "connect", "p", "cp", "-r"]
+    assert {Path(e).name for e in upload[5:-1]} == {"boot.py", "main.py", "settings.json"}
+    assert cmds.index(deploy[0]) < cmds.index(upload)
+    written = [c for c in cmds if c[0] == "write"]
+    assert written == [["write", written[0][1], '{"tls": false, "device_key": "<device key>"}']]
+    assert KEY not in r.stdout + r.stderr
+    assert ran_nothing(tmp_path)
+
+
 def test_build_only_dry_run_writes_nothing(fw, tmp_path, fakes):
     out = tmp_path / "out"
     r = run(["--build-only", out, "--dry-run"], fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}")

@@ -9,7 +9,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: tools/flash.sh --chip esp8266|esp32 --port PORT --firmware FILE
-                      [--device-key KEY] [--ca FILE] [--plain] [--dry-run]
+                      [--device-key KEY] [--ca FILE] [--plain] [--romfs] [--dry-run]
        tools/flash.sh --build-only DIR [--dry-run]
 
 Full mode: erase the flash, write the MicroPython image FILE, compile the
@@ -23,6 +23,11 @@ everything to the board's root with mpremote and reset the board.
   --ca FILE          CA certificate; PEM -> ca.pem, anything else -> ca.der
                      (the ESP32 verifies the cloud with it; the ESP8266 cannot)
   --plain            talk to the cloud in plain TCP (port 8000), not TLS
+  --romfs            modules into the ROM partition (mpremote romfs deploy),
+                     where bytecode runs in place instead of being copied
+                     into the heap; needs an image with ROMFS, e.g.
+                     ESP8266_GENERIC-FLASH_2M_ROMFS. Only boot.py, main.py,
+                     settings.json and the CA go onto the filesystem.
   --dry-run          print every command, run nothing, write nothing
   --build-only DIR   only compile firmware/ into DIR: modules -> .mpy,
                      top-level boot.py and main.py copied as source.
@@ -45,7 +50,7 @@ firmware_dir=${ESPLINK_FIRMWARE_DIR:-$script_dir/../firmware}
 mpy_cross=${MPY_CROSS:-mpy-cross}
 boot_wait=${ESPLINK_BOOT_WAIT:-3}
 
-chip= port= image= device_key= ca= build_only= dry_run=0 plain=0 have_key=0 build_only_given=0
+chip= port= image= device_key= ca= build_only= dry_run=0 plain=0 romfs=0 have_key=0 build_only_given=0
 
 # ---------------------------------------------------------------- arguments
 need_value() {  # $1 option, $2 its value, if any: '--port --dry-run' is a typo
@@ -56,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         -h|--help) usage; exit 0 ;;
         --dry-run) dry_run=1; shift ;;
         --plain)   plain=1; shift ;;
+        --romfs)   romfs=1; shift ;;
         --chip)       need_value "$@"; chip=$2;       shift 2 ;;
         --port)       need_value "$@"; port=$2;       shift 2 ;;
         --firmware)   need_value "$@"; image=$2;      shift 2 ;;
@@ -80,7 +86,7 @@ done
 
 if [[ $build_only_given == 1 ]]; then
     [[ -n $build_only ]] || die "--build-only needs a directory"
-    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 ]]; then
+    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 || $romfs == 1 ]]; then
         die "--build-only DIR only combines with --dry-run"
     fi
 else
@@ -245,9 +251,22 @@ fi
 #    trailing slash ('cp -r DIR/ :' would create :DIR/... on the board, as
 #    unix cp does), so every top-level entry is named and ':' is the target.
 entries=()
-while IFS= read -r top; do
-    entries+=("$build_dir/$top")
-done < <(top_level_entries)
+if [[ $romfs == 1 ]]; then
+    # 6a. Everything but boot.py and main.py (which the chip runs by file name
+    #     from its filesystem) goes to the ROM partition.
+    run mkdir "$build_dir/rom"
+    while IFS= read -r top; do
+        case $top in
+            boot.py|main.py) entries+=("$build_dir/$top") ;;
+            *) run mv "$build_dir/$top" "$build_dir/rom/" ;;
+        esac
+    done < <(top_level_entries)
+    run mpremote connect "$port" romfs deploy "$build_dir/rom"
+else
+    while IFS= read -r top; do
+        entries+=("$build_dir/$top")
+    done < <(top_level_entries)
+fi
 [[ $write_settings == 0 ]] || entries+=("$build_dir/settings.json")
 [[ -z $ca ]] || entries+=("$build_dir/$ca_name")
 run mpremote connect "$port" cp -r "${entries[@]}" :
