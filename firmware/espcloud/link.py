@@ -11,6 +11,7 @@ ROM_VERSION = "v0.1.0t23701(a)"  # the demo's format: ptype 23701 is a plug
 _BACKOFF_MS = 1000  # doubling per failure ...
 _BACKOFF_MAX_MS = 60000  # ... up to a minute
 _TICK_MS = 1000
+_WRITE_MS = 15000  # the TLS handshake happens inside the first write: a silent server must not hold us
 
 
 class Link:
@@ -32,7 +33,7 @@ class Link:
         while True:
             try:
                 await self._connection()
-            except (OSError, ValueError) as e:  # DNS, TCP and TLS failures all land here
+            except (OSError, ValueError, asyncio.TimeoutError) as e:  # DNS, TCP, TLS, a stalled server
                 print("cloud: error", repr(e))
             self.on_state(False)
             ceiling = min(_BACKOFF_MAX_MS, _BACKOFF_MS << min(self.failures, 6))
@@ -60,8 +61,7 @@ class Link:
         while True:
             msg = sess.take()
             while msg is not None:
-                writer.write(msg)
-                await writer.drain()
+                await self._send(writer, msg)
                 msg = sess.take()
             try:
                 n = await asyncio.wait_for_ms(reader.readinto(frames.space()), _TICK_MS)
@@ -88,8 +88,7 @@ class Link:
         if event == session.DELIVERY:
             status, reply = actions.dispatch(self.device, msg)
             print("cloud:", msg.get("path"), msg.get("get"), "->", status)  # meta holds a key: not printed
-            writer.write(reply)
-            await writer.drain()
+            await self._send(writer, reply)
         elif event == session.ACTIVATED:
             self._save_activated(True)
             print("cloud: activated")
@@ -108,6 +107,10 @@ class Link:
             self.failures = 5  # ~30 s before taking the line back
             return True
         return False
+
+    async def _send(self, writer, data):
+        writer.write(data)
+        await asyncio.wait_for_ms(writer.drain(), _WRITE_MS)
 
     def _save_activated(self, activated):
         if self.s["activated"] != activated:

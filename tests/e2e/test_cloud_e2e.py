@@ -194,3 +194,18 @@ def test_the_readme_demo_runs_start_to_finish():
     assert "activated with the token, identified" in out
     assert "LED pin now lit" in out and "LED pin now dark" in out
     assert out.rstrip().endswith("demo: OK")
+
+
+def test_a_server_that_accepts_but_never_speaks_tls_is_left_and_retried(make_board):
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        board = make_board(device_key="a" * 40)
+        board.expect(r"^led: pairing")
+        pair_ap(f"127.0.0.1:{board.http_port}", "home", HOME["home"],
+                f"127.0.0.1:{silent.getsockname()[1]}", secrets.token_hex(20))
+        board.expect(r"^cloud: connecting", timeout=20)
+        board.expect(r"^cloud: error TimeoutError", timeout=25)  # the handshake's 15 s limit
+        board.expect(r"^cloud: connecting", timeout=5)  # and it tries again
