@@ -1,6 +1,7 @@
-"""Pairing benchmarks on the virtual board (32-bit MicroPython VM), printed as a table.
+"""The benchmarks on the virtual board (32-bit MicroPython VM), printed as tables:
+pairing (here) and the cloud link (bench/cloud.py).
 
-    ./dev bench            (or: .venv/bin/python bench/run.py)
+    ./dev bench [pairing] [cloud]      (or: .venv/bin/python bench/run.py ...; default both)
 
 Heap figures are the firmware's own: the stand-in for `network`/`machine` and the
 runner hold `heap_base` bytes that a chip's C modules would not take from the heap.
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.board import BoardProcess
+from esplink.board import BoardProcess, state_dir
 from esplink.pair import pair_ap
 
 WIFI = {"bench": "bench-password"}
@@ -23,16 +24,21 @@ WIFI = {"bench": "bench-password"}
 def pairing_flow(flash, heap="38k", heap_probe=False):
     """Boot unpaired, pair, reach online. Returns the running board."""
     board = BoardProcess(flash, WIFI, heap=heap, heap_probe=heap_probe).start()
-    board.expect(r"^led: pairing", timeout=20)
-    pair_ap(f"127.0.0.1:{board.http_port}", "bench", WIFI["bench"], server="127.0.0.1:8443", token="t" * 40)
-    board.expect(r"^mode: online", timeout=20)
+    try:
+        board.expect(r"^led: pairing", timeout=20)
+        pair_ap(f"127.0.0.1:{board.http_port}", "bench", WIFI["bench"], server="127.0.0.1:8443", token="t" * 40)
+        board.expect(r"^mode: online", timeout=20)
+    except BaseException:
+        board.stop()  # a board that fails here (a small heap) would otherwise outlive the bench
+        raise
     return board
 
 
 def mpy_bytes(flash):
-    files = [p for p in Path(flash).rglob("*.mpy") if ".vboard" not in p.parts]
-    pairing = sum(p.stat().st_size for p in files if "pairing" in p.parts)
-    return sum(p.stat().st_size for p in files), pairing, len(files)
+    # the firmware's build, as it goes into the ROM partition (.vboard/romfs.img)
+    files = list((state_dir(flash) / "build").rglob("*.mpy"))
+    part = lambda name: sum(p.stat().st_size for p in files if name in p.parts)
+    return sum(p.stat().st_size for p in files), part("pairing"), part("espcloud"), len(files)
 
 
 def heap_peak(tmp):
@@ -101,11 +107,11 @@ def post_to_joined(tmp, rounds=5):
     return statistics.median(times) * 1000
 
 
-def main():
+def pairing_table():
     with tempfile.TemporaryDirectory(prefix="esplink-bench-") as tmp:
         tmp = Path(tmp)
         peak, base = heap_peak(tmp)
-        total, pairing, nfiles = mpy_bytes(tmp / "probe")
+        total, pairing, espcloud, nfiles = mpy_bytes(tmp / "probe")
         smallest = smallest_heap(tmp)
         rtt_med, rtt_p95 = get_device_round_trip(tmp)
         joined = post_to_joined(tmp)
@@ -115,6 +121,7 @@ def main():
         ("smallest VM heap the whole pairing flow passes in", f"{smallest} KB" if smallest else "fails at 38 KB", "≤ 38 KB"),
         (f"total .mpy ({nfiles} files)", f"{total} B", "≤ 12288 B"),
         ("  of which pairing/ (not needed once online)", f"{pairing} B", ""),
+        ("  of which espcloud/ (not needed while pairing)", f"{espcloud} B", ""),
         ("GET /device round trip, keep-alive (median / p95)", f"{rtt_med:.2f} / {rtt_p95:.2f} ms", ""),
         ("POST /ap -> joined and saved (median of 5)", f"{joined:.0f} ms", ""),
     ]
@@ -126,5 +133,22 @@ def main():
     return 0
 
 
+def main(argv):
+    import cloud  # bench/cloud.py, beside this file
+
+    benches = {"pairing": pairing_table, "cloud": cloud.main}
+    chosen = argv or list(benches)
+    unknown = [name for name in chosen if name not in benches]
+    if unknown:
+        print(f"usage: bench/run.py [{'] ['.join(benches)}]  (unknown: {' '.join(unknown)})", file=sys.stderr)
+        return 2
+    status = 0
+    for i, name in enumerate(chosen):
+        print(("\n" if i else "") + f"**{name}**\n", flush=True)
+        status |= benches[name]()
+        sys.stdout.flush()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
