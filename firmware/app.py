@@ -88,7 +88,7 @@ class App:
         from espcloud.link import Link  # resident only in the network world
 
         if self.link is None:
-            self.link = Link(self.s, self, self.on_cloud)
+            self.link = Link(self.s, self)
         self.on_cloud(False)
         task = asyncio.create_task(self.link.run())
         try:

@@ -15,13 +15,12 @@ _WRITE_MS = 15000  # the TLS handshake happens inside the first write: a silent 
 
 
 class Link:
-    """`device` gives the actions their hardware (set_plug, plug, reboot_soon);
-    `on_state(up)` hears when the link is up (identified) and when it goes down."""
+    """`device` gives the actions their hardware (set_plug, plug, reboot_soon) and
+    hears when the link is up (identified) and down: on_cloud(up)."""
 
-    def __init__(self, s, device, on_state):
+    def __init__(self, s, device):
         self.s = s
         self.device = device
-        self.on_state = on_state
         self.failures = 0
         self.frames = proto.Frames()  # one buffer for the board's lifetime
         self.ctx = None
@@ -35,7 +34,7 @@ class Link:
                 await self._connection()
             except (OSError, ValueError, asyncio.TimeoutError) as e:  # DNS, TCP, TLS, a stalled server
                 print("cloud: error", repr(e))
-            self.on_state(False)
+            self.device.on_cloud(False)
             ceiling = min(_BACKOFF_MAX_MS, _BACKOFF_MS << min(self.failures, 6))
             self.failures += 1
             await asyncio.sleep_ms(ceiling // 2 + proto.nonce() % (ceiling // 2))
@@ -84,12 +83,13 @@ class Link:
 
     async def _handle(self, event, msg, sess, writer):
         """Act on a session event; True ends the connection."""
-        status = msg.get("status")
         if event == session.DELIVERY:
             status, reply = actions.dispatch(self.device, msg)
             print("cloud:", msg.get("path"), msg.get("get"), "->", status)  # meta holds a key: not printed
             await self._send(writer, reply)
-        elif event == session.ACTIVATED:
+            return False
+        status = msg.get("status")
+        if event == session.ACTIVATED:
             self._save_activated(True)
             print("cloud: activated")
         elif event == session.ACTIVATE_FAILED:
@@ -97,7 +97,7 @@ class Link:
         elif event == session.IDENTIFIED:
             print("cloud: identified")
             self.failures = 0
-            self.on_state(True)
+            self.device.on_cloud(True)
         elif event == session.REJECTED:
             print("cloud: refused (%s)" % status)
             self._save_activated(sess.activated)
