@@ -97,19 +97,15 @@ class EchoProcess:
 
     def __init__(self, argv):
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.ready = threading.Event()
+        self.events = vboard.EventLines()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith("echo: identified"):
-                self.ready.set()
-        self.ready.set()
+        self.events.read(self.proc.stdout)
+        self.events.close()
 
     def log(self):
-        return "\n".join(self.lines)
+        return self.events.log()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -124,7 +120,9 @@ def start_echo(b, wait_on="fd"):
     argv = vm.micropython() + ["-X", "heapsize=64k", str(HERE / "echo_device.py"), "127.0.0.1",
                                str(b.cloud.tls_port), str(b.ca_der), dev["master_key"], token, wait_on]
     proc = EchoProcess(argv)
-    if not proc.ready.wait(20) or proc.proc.poll() is not None:
+    try:
+        proc.events.expect(r"^echo: identified", timeout=20)
+    except CommandError:
         proc.stop()
         raise Broke("the echo device did not identify:\n" + proc.log())
     m = re.search(r"TLS holds (\d+) B", proc.log())
@@ -275,53 +273,36 @@ class ProbeBoard:
         # the probe's own bytes come on top of the firmware's heap
         heap = vboard.heap_bytes(heap) + vboard.STANDIN_HEAP + 4096
         self.argv = vm.micropython() + ["-X", f"heapsize={heap}", str(HERE / "modules_probe.py"), str(standins)]
-        self.lines, self.cursor = [], 0
-        self.cond = threading.Condition()
+        self.events = vboard.EventLines()
         self.proc, self.stopping = None, False
         threading.Thread(target=self._boot_loop, daemon=True).start()
 
     def _boot_loop(self):
         while True:
-            with self.cond:  # never a new boot once stop() has begun
+            with self.events.cond:  # never a new boot once stop() has begun
                 if self.stopping:
                     break
                 self.proc = subprocess.Popen(self.argv, cwd=self.flash, env=self.env, stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True, errors="replace")
-            for line in self.proc.stdout:
-                with self.cond:
-                    self.lines.append(line.rstrip("\n"))
-                    self.cond.notify_all()
+            self.events.read(self.proc.stdout)
             if self.proc.wait() != vboard.RESET_EXIT:
                 break
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
+        self.events.close()
 
     def expect(self, pattern, timeout=20.0):
-        rx, deadline = re.compile(pattern), time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i in range(self.cursor, len(self.lines)):
-                    m = rx.search(self.lines[i])
-                    if m:
-                        self.cursor = i + 1
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self.stopping:
-                    raise CommandError(f"no line matching {pattern!r}; board printed:\n" + self.log())
-                self.cond.wait(left)
+        return self.events.expect(pattern, timeout)
 
     def log(self):
-        return "\n".join(self.lines)
+        return self.events.log()
 
     def modules(self):
         """The last module list the probe printed."""
-        with self.cond:
-            probes = [line for line in self.lines if line.startswith("probe: modules")]
+        with self.events.cond:
+            probes = [line for line in self.events.lines if line.startswith("probe: modules")]
         return probes[-1].split()[2:] if probes else []
 
     def stop(self):
-        with self.cond:
+        with self.events.cond:
             self.stopping = True
             proc = self.proc
         if proc and proc.poll() is None:

@@ -212,6 +212,46 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
+class EventLines:
+    """Lines a process prints, collected by a reader thread, to wait on in order."""
+
+    def __init__(self):
+        self.lines = []
+        self.cursor = 0
+        self.closed = False  # the output has ended: nothing more will come
+        self.cond = threading.Condition()
+
+    def read(self, stream):
+        for line in stream:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+
+    def close(self):
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def expect(self, pattern, timeout=15.0):
+        """Wait for the next line matching `pattern` (after the last one matched)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i in range(self.cursor, len(self.lines)):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        self.cursor = i + 1
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise CommandError(f"no line matching {pattern!r}; board printed:\n" + self.log())
+                self.cond.wait(left)
+
+    def log(self):
+        return "\n".join(self.lines)
+
+
 class BoardProcess:
     """`esplink board run` as a subprocess, with its event lines to wait on."""
 
@@ -226,9 +266,7 @@ class BoardProcess:
         self.heap = heap
         self.heap_probe = heap_probe
         self.http_port = free_tcp_port()
-        self.lines = []
-        self.cursor = 0
-        self.cond = threading.Condition()
+        self.events = EventLines()
         self.proc = None
 
     def start(self):
@@ -250,29 +288,18 @@ class BoardProcess:
         return self
 
     def _read(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
+        self.events.read(self.proc.stdout)
+        self.events.close()
+
+    @property
+    def lines(self):
+        return self.events.lines
 
     def expect(self, pattern, timeout=15.0):
-        """Wait for the next line matching `pattern` (after the last one matched)."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i in range(self.cursor, len(self.lines)):
-                    m = rx.search(self.lines[i])
-                    if m:
-                        self.cursor = i + 1
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self.cond.wait(0.2)):
-                    raise CommandError(f"no line matching {pattern!r}; board printed:\n" + self.log())
-                self.cond.wait(left)
+        return self.events.expect(pattern, timeout)
 
     def log(self):
-        return "\n".join(self.lines)
+        return self.events.log()
 
     def press(self, hold=0.2):
         return press(self.flash, hold)
