@@ -9,7 +9,7 @@ import hw
 
 _POLL_MS = const(20)
 _STABLE_POLLS = const(3)  # 60 ms of the same reading
-LONG_PRESS_MS = const(10000)
+_LONG_PRESS_MS = const(10000)
 
 # (on, off, on, off, ...) in ms; () is steady on
 PATTERNS = {
@@ -55,7 +55,7 @@ class Led:
 
 
 class Button:
-    """Calls on_short() when released before LONG_PRESS_MS, on_long() once when
+    """Calls on_short() when released before _LONG_PRESS_MS, on_long() once when
     held that long (without waiting for the release)."""
 
     def __init__(self, pin, active_low, on_short, on_long):
@@ -82,6 +82,6 @@ class Button:
                     fired_long = False
                 elif not fired_long:
                     self.on_short()
-            if stable and not fired_long and time.ticks_diff(time.ticks_ms(), down_at) >= LONG_PRESS_MS:
+            if stable and not fired_long and time.ticks_diff(time.ticks_ms(), down_at) >= _LONG_PRESS_MS:
                 fired_long = True
                 self.on_long()

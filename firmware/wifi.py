@@ -2,6 +2,8 @@
 import asyncio
 import time
 
+from micropython import const
+
 import hw
 
 CONNECTED = "connected"
@@ -25,7 +27,7 @@ def outcome(status, net=hw.network):
     return FAILED
 
 
-_SETTLE_MS = 1500  # the ESP32 reports the previous attempt's failure for a while
+_SETTLE_MS = const(1500)  # the ESP32 reports the previous attempt's failure for a while
 
 
 async def join(ssid, password, timeout_s):

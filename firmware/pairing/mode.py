@@ -2,12 +2,14 @@
 # that works, then a reset into the network world. Imported only while pairing.
 import asyncio
 
+from micropython import const
+
 import hw
 import settings
 import wifi
 from pairing.server import Server
 
-_FAILED_SHOW_MS = 10000  # how long the failed pattern shows before pairing blinks again
+_FAILED_SHOW_MS = const(10000)  # how long the failed pattern shows before pairing blinks again
 
 
 async def run(app):

@@ -42,9 +42,10 @@ def _tool_path():
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 
-def build(out_dir):
+def build(out_dir, romfs=False):
     """Compile the firmware into out_dir exactly as tools/flash.sh builds it for a chip."""
-    done = subprocess.run(["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(out_dir)],
+    argv = ["bash", str(REPO / "tools" / "flash.sh"), "--build-only", str(out_dir)] + (["--romfs"] if romfs else [])
+    done = subprocess.run(argv,
                           env=dict(os.environ, PATH=_tool_path()), capture_output=True, text=True)
     if done.returncode:
         raise CommandError(f"building the firmware failed: {done.stderr.strip()}")
@@ -75,7 +76,7 @@ def flash(flash_dir):
     partition (.vboard/romfs.img), boot.py and main.py onto the filesystem."""
     flash_dir = Path(flash_dir)
     staging = state_dir(flash_dir) / "build"
-    build(staging)
+    build(staging, romfs=True)
     (state_dir(flash_dir) / "romfs.img").write_bytes(romfs_image(staging))
     for name in ("boot.py", "main.py"):
         shutil.copy(staging / name, flash_dir / name)
