@@ -21,7 +21,8 @@ def defined_tests(module):
 
 def test_there_are_firmware_tests():
     assert {"test_http", "test_handlers", "test_settings", "test_wifi_status",
-            "test_espcloud_proto", "test_espcloud_session", "test_espcloud_actions"} <= set(MODULES)
+            "test_espcloud_proto", "test_espcloud_session", "test_espcloud_actions",
+            "test_esptouch"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
