@@ -1,6 +1,8 @@
 """The phone's side of pairing: `esplink pair ap` asks the device who it is
 (GET /device), then hands it the Wi-Fi and cloud endpoint (POST /ap), on one
-keep-alive connection as phone apps do."""
+keep-alive connection as phone apps do. `esplink pair touch` (touch.py) first
+broadcasts the Wi-Fi as ESP-Touch, then does the same exchange."""
+import argparse
 import http.client
 import json
 import socket
@@ -17,6 +19,13 @@ def split_hostport(text, default_port):
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise CommandError(f"bad port in {text!r}")
     return host, int(port)
+
+
+def port_number(text):
+    """argparse type for a TCP/UDP port."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return int(text)
 
 
 def pair_ap(device, ssid, password, server=None, token=None, timeout=10.0):
@@ -82,3 +91,26 @@ def register(subparsers):
     p.add_argument("--token", help="activation token (40 chars [0-9a-z])")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_ap)
+
+    from esplink.touch import cmd_touch  # here, not at the top: touch imports this module
+    p = pair.add_parser("touch", help="touch mode: broadcast the Wi-Fi as ESP-Touch v1, wait for the "
+                        "device's ack, then GET /device and POST /ap")
+    p.add_argument("--ssid", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--bssid", metavar="MAC", help="the AP's BSSID, aa:bb:cc:dd:ee:ff "
+                   "(default 00:00:00:00:00:00: unknown)")
+    p.add_argument("--target", default="255.255.255.255:7001", metavar="HOST:PORT",
+                   help="where the datagrams go (default 255.255.255.255:7001)")
+    p.add_argument("--phone-ip", metavar="IP", help="the address the device acks to "
+                   "(default this host's address on the route to the target)")
+    p.add_argument("--ack-port", type=port_number, default=18266, metavar="N",
+                   help="the UDP port the ack comes to (default 18266)")
+    p.add_argument("--device-port", type=port_number, default=80, metavar="N",
+                   help="the device's HTTP port (default 80)")
+    p.add_argument("--server", metavar="HOST:PORT", help="cloud endpoint the device should use")
+    p.add_argument("--token", help="activation token (40 chars [0-9a-z])")
+    p.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
+                   help="how long to send (default 45)")
+    p.add_argument("--listen", type=float, default=15.0, metavar="SECONDS",
+                   help="how long to wait for the ack after sending (default 15)")
+    p.set_defaults(func=cmd_touch)
