@@ -1,7 +1,7 @@
 """The benchmarks on the virtual board (32-bit MicroPython VM), printed as tables:
-pairing (here) and the cloud link (bench/cloud.py).
+pairing (here), the cloud link (bench/cloud.py) and touch-mode decoding (bench/touch.py).
 
-    ./dev bench [pairing] [cloud]      (or: .venv/bin/python bench/run.py ...; default both)
+    ./dev bench [pairing] [cloud] [touch]   (or: .venv/bin/python bench/run.py ...; default all)
 
 Heap figures are the firmware's own: the stand-in for `network`/`machine` and the
 runner hold `heap_base` bytes that a chip's C modules would not take from the heap.
@@ -135,8 +135,9 @@ def pairing_table():
 
 def main(argv):
     import cloud  # bench/cloud.py, beside this file
+    import touch  # bench/touch.py
 
-    benches = {"pairing": pairing_table, "cloud": cloud.main}
+    benches = {"pairing": pairing_table, "cloud": cloud.main, "touch": touch.main}
     chosen = argv or list(benches)
     unknown = [name for name in chosen if name not in benches]
     if unknown:
