@@ -32,6 +32,7 @@ class App:
         asked = hw.boot_request()
         self.mode = PAIR if not s["ssid"] or asked == _PAIR_REQUEST else JOIN
         self.failed = False  # the last pairing attempt could not join
+        self.switch = False
         self.join_attempts = 0
         self.link = None
         self.cloud_up = False
@@ -39,7 +40,9 @@ class App:
 
     def on_short(self):
         print("button: short press")
-        if self.mode != PAIR:
+        if self.mode == PAIR:
+            self.switch = True  # AP mode <-> touch mode; the pairing world acts on it
+        else:
             hw.reset(_PAIR_REQUEST)
 
     def on_long(self):

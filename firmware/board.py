@@ -18,6 +18,7 @@ PATTERNS = {
     "joining": (500, 500),  # slow blink
     "on": (),
     "failed": (100, 100, 100, 700),  # double blink
+    "touch": (100, 100, 100, 100, 100, 700),  # triple blink: listening for a phone's ESP-Touch
     "offline": (100, 1900),  # on Wi-Fi, cloud not (yet) reached: a short flash every 2 s
 }
 

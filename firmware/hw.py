@@ -58,3 +58,17 @@ def listen_addr(port):
     # the virtual board maps the device's ports onto 127.0.0.1
     remap = getattr(network, "loopback_port", None)
     return ("127.0.0.1", remap(port)) if remap else ("0.0.0.0", port)
+
+
+def peer_addr(ip, port):
+    remap = getattr(network, "loopback_port", None)
+    return (ip, remap(port)) if remap else (ip, port)
+
+
+def smartconfig():
+    """The ESP32 `smartconfig` C module when this firmware build has one, else None."""
+    try:
+        import smartconfig
+    except ImportError:
+        return None
+    return smartconfig

@@ -1,5 +1,7 @@
-# The pairing world: the AP and its HTTP server until a phone hands over a network
-# that works, then a reset into the network world. Imported only while pairing.
+# The pairing world: AP mode (the phone joins our soft-AP) or touch mode (the phone
+# broadcasts with ESP-Touch), a short press switching between them, until a phone
+# hands over a network that works; then a reset into the network world. Imported
+# only while pairing.
 import asyncio
 
 from micropython import const
@@ -15,6 +17,38 @@ _FAILED_SHOW_MS = const(10000)  # how long the failed pattern shows before pairi
 async def run(app):
     s = app.s
     wifi.leave()
+    in_touch = False
+    while True:
+        app.switch = False  # a press, or touch mode giving up, sets it: to the other mode
+        if in_touch:
+            from pairing import touch  # only once asked for: AP mode's heap stays small
+
+            pairing = await touch.run(app)
+        else:
+            pairing = await _ap_mode(app)
+        if not app.switch:
+            break
+        in_touch = not in_touch
+    if not pairing:
+        print("pairing: window closed")
+        hw.reset()  # back to the saved network
+    if not (wifi.connected() and pairing["ssid"] == s["ssid"] and pairing["password"] == s["password"]):
+        app.led.show("joining")
+        result = await wifi.join(pairing["ssid"], pairing["password"], s["join_timeout"])
+        print("wifi:", result)
+        if result != wifi.CONNECTED:
+            app.failed = True
+            return app.mode  # pair again; nothing was saved, the old settings stand
+    settings.apply_pairing(s, pairing)
+    settings.save(s)
+    print("pairing: saved")
+    hw.reset()  # into the network world
+
+
+async def _ap_mode(app):
+    """The POST /ap a phone made on our soft-AP; None when the window closed or
+    app.switch was set."""
+    s = app.s
     ssid = s["ap_ssid"] or "ITEAD-" + s["deviceid"]
     _ap_up(ssid, s["ap_password"], s["ap_ip"])
     print("ap: up", ssid, s["ap_ip"])
@@ -28,19 +62,7 @@ async def run(app):
         await server.stop()
         wifi.ap_down()
         print("ap: down")
-    if not pairing:
-        print("pairing: window closed")
-        hw.reset()  # back to the saved network
-    app.led.show("joining")
-    result = await wifi.join(pairing["ssid"], pairing["password"], s["join_timeout"])
-    print("wifi:", result)
-    if result != wifi.CONNECTED:
-        app.failed = True
-        return app.mode  # pair again; nothing was saved, the old settings stand
-    settings.apply_pairing(s, pairing)
-    settings.save(s)
-    print("pairing: saved")
-    hw.reset()  # into the network world
+    return pairing
 
 
 async def _wait(app, server):
@@ -51,6 +73,8 @@ async def _wait(app, server):
     while not server.pairing:
         await asyncio.sleep_ms(200)
         waited += 200
+        if app.switch:
+            return None
         if waited == _FAILED_SHOW_MS:
             app.led.show("pairing")
         if window_ms and waited >= window_ms:

