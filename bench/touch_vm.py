@@ -24,21 +24,12 @@ import time
 CHUNK = 256
 
 
-def mount_rom(image):
-    import ffi
-    import os
-    import uctypes
-    import vfs
-
-    size = os.stat(image)[6]
-    rom = uctypes.bytearray_at(ffi.open("libc.so.6").func("p", "malloc", "i")(size), size)
-    with open(image, "rb") as f:
-        f.readinto(rom)
-    vfs.mount(vfs.VfsRom(rom), "/rom")
-
-
 def use_modules(where):
     if where.endswith(".img"):
+        here = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
+        sys.path.append(here + "/../tools/esplink/vboard")
+        from runner import mount_rom  # as the virtual board mounts its ROM partition
+
         mount_rom(where)
         sys.path[:] = ["/rom"]
     else:

@@ -18,26 +18,27 @@ def mount_rom(image):
     vfs.mount(vfs.VfsRom(rom), "/rom")
 
 
-mount_rom(sys.argv[1] + "/romfs.img")
-sys.path[0] = sys.argv[1]  # where the compiled stand-in is
-import vboard
+if __name__ == "__main__":  # bench/touch_vm.py imports mount_rom alone
+    mount_rom(sys.argv[1] + "/romfs.img")
+    sys.path[0] = sys.argv[1]  # where the compiled stand-in is
+    import vboard
 
-sys.modules["machine"] = vboard
-sys.modules["network"] = vboard
-if vboard.CONFIG["smartconfig"]:
-    import gc
+    sys.modules["machine"] = vboard
+    sys.modules["network"] = vboard
+    if vboard.CONFIG["smartconfig"]:
+        import gc
 
-    import smartconfig  # noqa: F401 - a C module on the chip: counted with the stand-ins
+        import smartconfig  # noqa: F401 - a C module on the chip: counted with the stand-ins
 
-    gc.collect()
-    vboard.heap_base = vboard.heap_peak = gc.mem_alloc()
-sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "lib"]  # a ROMFS chip's path
+        gc.collect()
+        vboard.heap_base = vboard.heap_peak = gc.mem_alloc()
+    sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "lib"]  # a ROMFS chip's path
 
-for script in ("boot.py", "main.py"):
-    try:
-        with open(script) as f:
-            code = f.read()
-    except OSError:
-        continue
-    exec(code, {"__name__": "__main__"})
-    del code
+    for script in ("boot.py", "main.py"):
+        try:
+            with open(script) as f:
+                code = f.read()
+        except OSError:
+            continue
+        exec(code, {"__name__": "__main__"})
+        del code
