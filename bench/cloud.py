@@ -445,7 +445,7 @@ def table(r):
     notes = [
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, VM {vm_version()} "
-        f"(i386), firmware -X heapsize=38k + 9k for the stand-ins unless stated, echo device 64k; "
+        f"(i386), firmware -X heapsize=38k + {vboard.STANDIN_HEAP / 1024:g}k for the stand-ins unless stated, echo device 64k; "
         f"loopback; bench took {r['seconds']:.0f} s.",
         "REST round trips include the REST side's own TLS handshake (one request per connection); "
         "deliver() round trips are the device's share. "
