@@ -33,16 +33,21 @@ async def run(app):
         print("pairing: window closed")
         hw.reset()  # back to the saved network
     if not (wifi.connected() and pairing["ssid"] == s["ssid"] and pairing["password"] == s["password"]):
-        app.led.show("joining")
-        result = await wifi.join(pairing["ssid"], pairing["password"], s["join_timeout"])
-        print("wifi:", result)
-        if result != wifi.CONNECTED:
+        if not await join(app, pairing["ssid"], pairing["password"]):
             app.failed = True
             return app.mode  # pair again; nothing was saved, the old settings stand
     settings.apply_pairing(s, pairing)
     settings.save(s)
     print("pairing: saved")
     hw.reset()  # into the network world
+
+
+async def join(app, ssid, password):
+    """Join with the joining pattern showing; True when connected."""
+    app.led.show("joining")
+    result = await wifi.join(ssid, password, app.s["join_timeout"])
+    print("wifi:", result)
+    return result == wifi.CONNECTED
 
 
 async def _ap_mode(app):

@@ -11,8 +11,8 @@ from micropython import const
 
 import hw
 import settings
-import wifi
 from pairing.esptouch import Decoder, ack
+from pairing.mode import join
 from pairing.server import Server
 
 _TOUCH_PORT = const(7001)
@@ -30,7 +30,8 @@ async def run(app):
     cannot be joined."""
     s = app.s
     sc = hw.smartconfig()
-    if not sc and not (s["ssid"] and await _rejoin(app)):
+    # the UDP receiver hears only the LAN of the saved network
+    if not sc and not (s["ssid"] and await join(app, s["ssid"], s["password"])):
         print("touch: unavailable (no smartconfig module, no network to listen on)")
         app.led.show("failed")  # the press was heard; this device cannot do it here
         await asyncio.sleep_ms(2000)
@@ -43,10 +44,7 @@ async def run(app):
         return _back(app)
     ssid, password, phone_ip, total_len = got
     print("touch: got", ssid)
-    app.led.show("joining")
-    result = await wifi.join(ssid, password, s["join_timeout"])
-    print("wifi:", result)
-    if result != wifi.CONNECTED:
+    if not await join(app, ssid, password):
         app.failed = True
         if sc:
             sc.stop()
@@ -66,13 +64,6 @@ async def run(app):
 def _back(app):
     app.switch = True  # to AP mode
     return None
-
-
-async def _rejoin(app):
-    app.led.show("joining")
-    result = await wifi.join(app.s["ssid"], app.s["password"], app.s["join_timeout"])
-    print("wifi:", result)
-    return result == wifi.CONNECTED
 
 
 async def _smartconfig(app, sc):
