@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from esplink import CommandError, vm
-from esplink import board as vboard
-from esplink.board import BoardProcess
+from esplink.board import deploy
+from esplink.board.process import BoardProcess, Process
 from esplink.cloud import server, store
 from esplink.cloud.client import Client
 from esplink.pair import pair_ap
@@ -92,36 +92,15 @@ class Device:
 
 # ---- the devices
 
-class EchoProcess:
-    """bench/echo_device.py on the VM, its output collected."""
-
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.events = vboard.EventLines()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        self.events.read(self.proc.stdout)
-        self.events.close()
-
-    def log(self):
-        return self.events.log()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-
-
 def start_echo(b, wait_on="fd"):
     """wait_on "fd": the floor; "tls": waits on the TLS object as asyncio does."""
     dev = b.store.create_device(f"echo-{wait_on}")
     token = secrets.token_hex(20)
     argv = vm.micropython() + ["-X", "heapsize=64k", str(HERE / "echo_device.py"), "127.0.0.1",
                                str(b.cloud.tls_port), str(b.ca_der), dev["master_key"], token, wait_on]
-    proc = EchoProcess(argv)
+    proc = Process(argv)
     try:
-        proc.events.expect(r"^echo: identified", timeout=20)
+        proc.expect(r"^echo: identified", timeout=20)
     except CommandError:
         proc.stop()
         raise Broke("the echo device did not identify:\n" + proc.log())
@@ -256,58 +235,18 @@ def heap_session(b):
             "base": state["heap_base"], "reset_into_network": reset_into_network}
 
 
-class ProbeBoard:
-    """The virtual board's boot loop (esplink.board.run), with bench/modules_probe.py
-    wrapped around its runner, so the VM prints its loaded modules as they change."""
+class ProbeBoard(BoardProcess):
+    """A board with bench/modules_probe.py run before boot: the VM prints its loaded
+    modules as they change."""
 
-    def __init__(self, flash, device_key, ca, heap="38k"):
-        self.flash = Path(flash)
-        self.flash.mkdir(parents=True)
-        vboard.flash(self.flash)
-        vboard.provision(self.flash, device_key, ca)
-        standins = vboard.install_standins(self.flash)
-        self.http_port = vboard.free_tcp_port()
-        config = vboard.board_config(self.flash, "esp8266", WIFI, self.http_port)
-        (standins / "control").write_text(str(config["control_port"]))
-        self.env = dict(os.environ, ESPLINK_VBOARD=json.dumps(config))
-        # the probe's own bytes come on top of the firmware's heap
-        heap = vboard.heap_bytes(heap) + vboard.STANDIN_HEAP + 4096
-        self.argv = vm.micropython() + ["-X", f"heapsize={heap}", str(HERE / "modules_probe.py"), str(standins)]
-        self.events = vboard.EventLines()
-        self.proc, self.stopping = None, False
-        threading.Thread(target=self._boot_loop, daemon=True).start()
-
-    def _boot_loop(self):
-        while True:
-            with self.events.cond:  # never a new boot once stop() has begun
-                if self.stopping:
-                    break
-                self.proc = subprocess.Popen(self.argv, cwd=self.flash, env=self.env, stdout=subprocess.PIPE,
-                                             stderr=subprocess.STDOUT, text=True, errors="replace")
-            self.events.read(self.proc.stdout)
-            if self.proc.wait() != vboard.RESET_EXIT:
-                break
-        self.events.close()
-
-    def expect(self, pattern, timeout=20.0):
-        return self.events.expect(pattern, timeout)
-
-    def log(self):
-        return self.events.log()
+    def __init__(self, flash, device_key, ca):
+        super().__init__(flash, WIFI, device_key=device_key, ca=ca, prelude=HERE / "modules_probe.py")
+        self.start()
 
     def modules(self):
         """The last module list the probe printed."""
-        with self.events.cond:
-            probes = [line for line in self.events.lines if line.startswith("probe: modules")]
+        probes = [line for line in self.lines if line.startswith("probe: modules")]
         return probes[-1].split()[2:] if probes else []
-
-    def stop(self):
-        with self.events.cond:
-            self.stopping = True
-            proc = self.proc
-        if proc and proc.poll() is None:
-            proc.terminate()
-            proc.wait(5)
 
 
 def modules_online(b):
@@ -445,7 +384,7 @@ def table(r):
     notes = [
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, VM {vm_version()} "
-        f"(i386), firmware -X heapsize=38k + {vboard.STANDIN_HEAP / 1024:g}k for the stand-ins unless stated, echo device 64k; "
+        f"(i386), firmware -X heapsize=38k + {deploy.STANDIN_HEAP / 1024:g}k for the stand-ins unless stated, echo device 64k; "
         f"loopback; bench took {r['seconds']:.0f} s.",
         "REST round trips include the REST side's own TLS handshake (one request per connection); "
         "deliver() round trips are the device's share. "

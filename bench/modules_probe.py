@@ -1,8 +1,7 @@
-# For bench/cloud.py, runs on the MicroPython VM in place of the virtual board's
-# runner: one asyncio task that prints the names of the loaded modules whenever they
-# change, then the board's own runner (.vboard/runner.py, argv unchanged) boots the
-# firmware, whose asyncio.run() runs the task alongside the app. It shows, from
-# inside the VM, whether any `pairing` module is resident while the board is online.
+# For bench/cloud.py, run by the virtual board's runner before boot (--prelude): one
+# asyncio task that prints the names of the loaded modules whenever they change; the
+# firmware's asyncio.run() runs it alongside the app. It shows, from inside the VM,
+# whether any `pairing` module is resident while the board is online.
 import sys
 
 import asyncio
@@ -20,6 +19,3 @@ async def _probe():
 
 
 asyncio.create_task(_probe())
-with open(sys.argv[1] + "/runner.py") as f:
-    _runner = f.read()
-exec(_runner, {"__name__": "__main__"})

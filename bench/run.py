@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.board import BoardProcess, state_dir
+from esplink.board.deploy import state_dir
+from esplink.board.process import BoardProcess
 from esplink.pair import pair_ap
 
 WIFI = {"bench": "bench-password"}

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from esplink import CommandError, vm
-from esplink.board import build, romfs_image
+from esplink.board.deploy import build, romfs_image
 from esplink.touch import GUIDE, data_code, encode, schedule, send_order
 
 HERE = Path(__file__).resolve().parent
@@ -140,7 +140,7 @@ def board_touch():
     and again into touch mode (the receiver on the LAN); `esplink pair touch` at the
     real 8 ms pacing over loopback. The pairing world's heap peak over AP mode and the
     whole touch path (decode, join, ack, HTTP server), and the CLI's wall time."""
-    from esplink.board import BoardProcess
+    from esplink.board.process import BoardProcess
     from esplink.pair import pair_ap
 
     wifi = {"home": "home-pw-1234", "new": "new-pw-5678"}

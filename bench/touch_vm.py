@@ -27,10 +27,10 @@ CHUNK = 256
 def use_modules(where):
     if where.endswith(".img"):
         here = sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else "."
-        sys.path.append(here + "/../tools/esplink/vboard")
+        sys.path.append(here + "/../tools/esplink/board/standins")
         from runner import mount_rom  # as the virtual board mounts its ROM partition
 
-        mount_rom(where)
+        mount_rom(where, "/rom")
         sys.path[:] = ["/rom"]
     else:
         sys.path[:] = [where]

@@ -54,7 +54,7 @@ class App:
     async def run(self):
         asyncio.create_task(self.led.run())
         asyncio.create_task(self.button.run())
-        asyncio.create_task(_feed(hw.watchdog()))
+        asyncio.create_task(_feed(hw.watchdog(max(2, self.s["watchdog"]) * 1000)))
         modes = {PAIR: self.pair, JOIN: self.join, ONLINE: self.online}
         errors = 0
         while True:
@@ -123,6 +123,8 @@ async def _reboot(ms):
 
 
 async def _feed(wdt):
+    # the longest legitimate stall (a DNS lookup that lwIP gives up on, a TLS handshake
+    # on the ESP8266) is well inside the watchdog's limit
     while True:
         wdt.feed()
         await asyncio.sleep_ms(1000)

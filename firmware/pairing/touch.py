@@ -1,8 +1,9 @@
 # Touch mode: the phone broadcasts the Wi-Fi credentials with ESP-Touch v1; we join
 # that network, ack to the phone by UDP, then serve the same GET /device and POST /ap
-# on the LAN. Two receivers, whichever this device has: the ESP32 `smartconfig` C
-# module (it sniffs the air and sends the ack itself), or a UDP socket on port 7001
-# while on a network already, which sees the phone's broadcast only from that LAN.
+# on the LAN. The receiver is a UDP socket on port 7001 while on a network already:
+# it sees the phone's broadcast only from that LAN. Stock MicroPython has no
+# promiscuous mode and no release has a `smartconfig` module, so a board that has
+# never been paired pairs by AP mode.
 import asyncio
 import select
 import socket
@@ -29,16 +30,15 @@ async def run(app):
     press or when there is no receiver, no broadcast in time, or the touched network
     cannot be joined."""
     s = app.s
-    sc = hw.smartconfig()
-    # the UDP receiver hears only the LAN of the saved network
-    if not sc and not (s["ssid"] and await join(app, s["ssid"], s["password"])):
-        print("touch: unavailable (no smartconfig module, no network to listen on)")
+    # the receiver hears only the LAN of the saved network
+    if not (s["ssid"] and await join(app, s["ssid"], s["password"])):
+        print("touch: unavailable (no network to listen on)")
         app.led.show("failed")  # the press was heard; this device cannot do it here
         await asyncio.sleep_ms(2000)
         return _back(app)
-    print("touch: listening", "(smartconfig)" if sc else "on the LAN")
+    print("touch: listening on the LAN")
     app.led.show("touch")
-    got = await (_smartconfig(app, sc) if sc else _listen(app))
+    got = await _listen(app)
     if not got:
         print("touch: switched" if app.switch else "touch: no broadcast")
         return _back(app)
@@ -46,16 +46,11 @@ async def run(app):
     print("touch: got", ssid)
     if not await join(app, ssid, password):
         app.failed = True
-        if sc:
-            sc.stop()
         return _back(app)  # nothing saved
     settings.apply_pairing(s, {"ssid": ssid, "password": password})
     settings.save(s)  # a phone that only does ESP-Touch stops at the ack: keep what works
     print("touch: saved")
-    if sc:
-        acking = asyncio.create_task(_stop_after_ack(sc))
-    else:
-        acking = asyncio.create_task(_ack(phone_ip, ack(total_len, hw.mac(), hw.sta().ifconfig()[0])))
+    acking = asyncio.create_task(_ack(phone_ip, ack(total_len, hw.mac(), hw.sta().ifconfig()[0])))
     pairing = await _exchange(app)  # the phone starts it on the first ack
     await acking  # all 30 acks, even to a phone that already heard one
     return pairing
@@ -64,27 +59,6 @@ async def run(app):
 def _back(app):
     app.switch = True  # to AP mode
     return None
-
-
-async def _smartconfig(app, sc):
-    hw.sta().active(True)
-    sc.type(sc.TYPE_ESPTOUCH)
-    sc.start()
-    waited = 0
-    while not sc.done():
-        await asyncio.sleep_ms(_STEP_MS)
-        waited += _STEP_MS
-        if app.switch or waited >= _LISTEN_MS:
-            sc.stop()
-            return None
-    info = sc.info()
-    return info[0], info[1], None, 0  # the library knows where its ack goes
-
-
-async def _stop_after_ack(sc):
-    # the library acks once the station has an address: 30 acks, 100 ms apart
-    await asyncio.sleep_ms(_ACKS * 100 + 500)
-    sc.stop()
 
 
 async def _listen(app):
@@ -96,7 +70,9 @@ async def _listen(app):
         poller.register(sock, select.POLLIN)
         waited = 0
         while not _drain(poller, sock, decoder):
-            await asyncio.sleep_ms(5)  # datagrams come every 8 ms; a chip queues few
+            # datagrams come every 8 ms and the ESP8266 keeps one (modlwip.c:441): a
+            # datagram is lost when two arrive within one pass; the phone repeats them
+            await asyncio.sleep_ms(5)
             waited += 5
             if app.switch or waited >= _LISTEN_MS:
                 return None

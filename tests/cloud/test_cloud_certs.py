@@ -59,7 +59,7 @@ def test_clients_verify_the_cloud_with_the_ca(cloud, hostname):
     ctx = ssl.create_default_context(cafile=str(cloud.ca_file))
     with socket.create_connection(("127.0.0.1", cloud.tls_port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname=hostname) as s:
-            assert s.version() in ("TLSv1.2", "TLSv1.3")
+            assert s.version() == "TLSv1.2"  # the device port: what both chips speak
 
 
 def test_a_wrong_name_or_another_ca_is_refused(cloud, tmp_path):

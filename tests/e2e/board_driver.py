@@ -1,9 +1,9 @@
-"""Helpers for the end-to-end tests: the board process (from esplink.board) and raw HTTP."""
+"""Helpers for the end-to-end tests: the board process (from esplink.board.process) and raw HTTP."""
 import socket
 import subprocess
 import sys
 
-from esplink.board import BoardProcess as Board  # noqa: F401  (the tests' name for it)
+from esplink.board.process import BoardProcess as Board  # noqa: F401  (the tests' name for it)
 
 
 def esplink(*args, timeout=30):

@@ -1,8 +1,9 @@
 """Touch-mode pairing end to end: the firmware on the 32-bit MicroPython VM (38 KB heap)
 hears an ESP-Touch broadcast on its loopback touch port, acks to the test's UDP port,
-then pairs over HTTP. Both receivers: a UDP socket while on a network (ESP8266), and
-the stand-in smartconfig module (ESP32, no network needed). Only 127.0.0.1."""
+then pairs over HTTP. The receiver is a UDP socket while on a network; the ESP8266
+model's keeps one pending datagram. Only 127.0.0.1."""
 import socket
+import threading
 import time
 
 from board_driver import esplink
@@ -61,56 +62,52 @@ def test_touch_on_the_lan_re_pairs_with_the_cli(board):
     assert HOME["office"] not in board.log() + done.stdout + done.stderr
 
 
-def test_touch_with_smartconfig_pairs_a_new_esp32(make_board):
-    board = make_board(chip="esp32", smartconfig=True)
-    board.expect(r"^led: pairing")
-    board.press()
-    board.expect(r"^touch: listening \(smartconfig\)")
-    board.expect(r"^led: touch")
-
-    done = pair_touch(board, "home", HOME["home"])
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ack: device 127.0.0.1 mac " in done.stdout
-
-    board.expect(r"^touch: got home$")
-    board.expect(r"^touch: saved")
-    board.expect(r"^pairing: saved")
-    board.expect(r"^mode: online")
-    assert board.settings()["ssid"] == "home"
-
-
-def test_the_ack_bytes_thirty_times_despite_noise(board):
+def test_the_ack_bytes_thirty_times_despite_noise_on_one_datagram_udp(board):
+    # the ESP8266 model's UDP socket keeps one pending datagram (modlwip.c:441)
     to_pairing(board)
     board.press()
     board.expect(r"^touch: listening on the LAN")
+    heard = threading.Event()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ack_rx:
         ack_rx.bind(("127.0.0.1", board.ack_port))
-        ack_rx.settimeout(10)
+        ack_rx.settimeout(20)
         to = ("127.0.0.1", board.touch_port)
-        for length in (1, 39, 300, 700, 1400, 296, 296, 41):  # noise, incl. lone sequence headers
-            phone.sendto(b"1" * length, to)
-        for _, (_, length) in zip(range(1200), touch.schedule("office", HOME["office"], "aa:bb:cc:dd:ee:ff", "127.0.0.1")):
-            phone.sendto(b"1" * length, to)
-            time.sleep(0.001)  # the device drains its socket every 5 ms; spare the kernel's queue
+
+        def send():
+            for length in (1, 39, 300, 700, 1400, 296, 296, 41):  # noise in one burst, incl. lone sequence headers
+                phone.sendto(b"1" * length, to)
+            time.sleep(0.1)
+            for _, length in touch.schedule("office", HOME["office"], "aa:bb:cc:dd:ee:ff", "127.0.0.1"):
+                if heard.is_set():
+                    return
+                phone.sendto(b"1" * length, to)
+                time.sleep(0.008)  # a phone's pace (esptouch.md: 8 ms)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         acks = []
         while len(acks) < 40:
             try:
                 acks.append(ack_rx.recv(64))
             except socket.timeout:
                 break
+            heard.set()
             ack_rx.settimeout(1.0)  # the acks come 100 ms apart: a second of silence ends them
+        heard.set()
+        sender.join()
     total_len = 9 + len("office") + len(HOME["office"])
     mac = bytes.fromhex("18fe34" + board_mac(board))
-    assert acks[0] == bytes([total_len]) + mac + bytes([127, 0, 0, 1])
+    assert acks and acks[0] == bytes([total_len]) + mac + bytes([127, 0, 0, 1])
     assert acks == [acks[0]] * 30
     board.expect(r"^touch: got office$")
     board.expect(r"^touch: acked 127\.0\.0\.1")
     # no GET /device + POST /ap came: the touched network was saved all the same
     assert board.settings()["ssid"] == "office"
+    assert board.control("state")["udp_dropped"] >= 5  # most of the burst: one datagram waits, the rest go
 
 
-def test_touch_unavailable_without_smartconfig_or_a_network(board):
+def test_touch_unavailable_without_a_network(board):
     board.press()
     board.expect(r"^touch: unavailable")
     board.expect(r"^led: failed")
@@ -139,7 +136,7 @@ def test_touched_wrong_password_back_to_ap_mode_nothing_saved(board):
     before = board.settings()
     board.press()
     board.expect(r"^touch: listening on the LAN")
-    done = pair_touch(board, "office", "not-the-password", timeout=4)
+    done = pair_touch(board, "office", "not-the-password", timeout=8)
     assert done.returncode != 0 and "no ack" in done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
     board.expect(r"^touch: got office$")

@@ -8,7 +8,7 @@ from esplink import CommandError
 # subcommand -> module that defines register(subparsers) and the handlers
 COMMANDS = {
     "vm": "esplink.vm",
-    "board": "esplink.board",
+    "board": "esplink.board.cli",
     "pair": "esplink.pair",
     "demo": "esplink.demo",
     "cloud": "esplink.cloud.cli",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.board import BoardProcess
+from esplink.board.process import BoardProcess
 from esplink.cloud.client import Client
 
 WIFI = {"home-wifi": "correct horse 42"}

@@ -24,14 +24,15 @@ VERSION = "1.25.0+ds-1"
 SUITE = "trixie"
 ARCH = "i386"
 # The unix port's runtime dependencies, from the same suite: the host's own
-# libraries may be older (bookworm's glibc is 2.36) or absent for i386.
-PACKAGES = [f"micropython={VERSION}", "libc6", "libffi8",
+# libraries may be older (bookworm's glibc is 2.36) or absent for i386. libgcc_s:
+# glibc loads it to cancel a thread at exit (the virtual board's timers are threads).
+PACKAGES = [f"micropython={VERSION}", "libc6", "libffi8", "libgcc-s1",
             "libmbedcrypto16", "libmbedtls21", "libmbedx509-7"]
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 HEAP_DEFAULT = "38k"  # the ESP8266's free heap
 
 MARKER = ".installed"
-MARKER_TEXT = f"micropython {VERSION} {ARCH}\n"
+MARKER_TEXT = f"micropython {VERSION} {ARCH}: {' '.join(PACKAGES)}\n"
 LIBDIR = "usr/lib/i386-linux-gnu"
 
 # ld.so and libc.so must come from the same glibc build, so the bundled loader

@@ -42,9 +42,10 @@ def server_names(extra=()) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def ensure(data_dir, names=()) -> Paths:
+def ensure(data_dir, names=(), not_before=NOT_BEFORE) -> Paths:
     """Make whatever is missing. The server certificate is reissued (same CA) when it
-    lacks one of `names`; a CA is never replaced, boards hold it."""
+    lacks one of `names`; a CA is never replaced, boards hold it. New certificates
+    are valid from `not_before` (a real CA's would be recent: tests use that)."""
     paths = Paths(data_dir)
     Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     wanted = server_names(names)
@@ -52,7 +53,7 @@ def ensure(data_dir, names=()) -> Paths:
         ca_cert = x509.load_pem_x509_certificate(paths.ca_pem.read_bytes())
         ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), None)
     else:
-        ca_cert, ca_key = _make_ca()
+        ca_cert, ca_key = _make_ca(not_before)
         _write_key(paths.ca_key, ca_key)
         paths.ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         paths.server_pem.unlink(missing_ok=True)  # signed by a CA that no longer exists
@@ -60,7 +61,7 @@ def ensure(data_dir, names=()) -> Paths:
         paths.ca_der.write_bytes(ca_cert.public_bytes(serialization.Encoding.DER))
     if not (paths.server_pem.exists() and paths.server_key.exists()
             and set(wanted) <= set(cert_names(paths.server_pem))):
-        cert, key = _make_server(ca_cert, ca_key, wanted)
+        cert, key = _make_server(ca_cert, ca_key, wanted, not_before)
         _write_key(paths.server_key, key)
         paths.server_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return paths
@@ -81,6 +82,14 @@ def server_context(paths: Paths) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)  # TLS 1.3 suites are not affected by this list
     ctx.load_cert_chain(paths.server_pem, paths.server_key)
+    return ctx
+
+
+def device_context(paths: Paths) -> ssl.SSLContext:
+    """The device port's: TLS 1.2 at most, what both chips speak (axTLS has only 1.2;
+    MicroPython's ESP32 build of mbedTLS has no 1.3)."""
+    ctx = server_context(paths)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 
@@ -105,19 +114,19 @@ def _new_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _builder(subject, issuer, public_key):
+def _builder(subject, issuer, public_key, not_before):
     now = datetime.datetime.now(datetime.timezone.utc)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(NOT_BEFORE)
+            .not_valid_before(not_before)
             .not_valid_after(now + datetime.timedelta(days=round(365.25 * YEARS))))
 
 
-def _make_ca():
+def _make_ca(not_before):
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "esplink"),
                       x509.NameAttribute(NameOID.COMMON_NAME, "esplink local cloud CA")])
-    cert = (_builder(name, name, key.public_key())
+    cert = (_builder(name, name, key.public_key(), not_before)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
                            critical=True)
@@ -126,7 +135,7 @@ def _make_ca():
     return cert, key
 
 
-def _make_server(ca_cert, ca_key, names):
+def _make_server(ca_cert, ca_key, names, not_before):
     key = _new_key()
     alt = []
     for n in names:
@@ -136,7 +145,7 @@ def _make_server(ca_cert, ca_key, names):
             alt.append(x509.DNSName(n))
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "esplink"),
                          x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    cert = (_builder(subject, ca_cert.subject, key.public_key())
+    cert = (_builder(subject, ca_cert.subject, key.public_key(), not_before)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             # key_encipherment: static-RSA suites encrypt the premaster secret to this key
             .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False),

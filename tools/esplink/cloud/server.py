@@ -76,10 +76,10 @@ class Cloud:
         self.ca_file = self.paths.ca_pem
         self.store = Store(self.data_dir)
         self.store.all_offline()  # nobody is connected to a server that just started
-        ctx = certs.server_context(self.paths)
         try:
-            for handler, port, tls in ((self._tls, self.tls_port, ctx), (self._plain, self.plain_port, None),
-                                       (self._api, self.api_port, ctx)):
+            for handler, port, tls in ((self._tls, self.tls_port, certs.device_context(self.paths)),
+                                       (self._plain, self.plain_port, None),
+                                       (self._api, self.api_port, certs.server_context(self.paths))):
                 # limit bounds the REST head; device sockets frame by themselves
                 self._servers.append(await asyncio.start_server(
                     handler, self.host, port, ssl=tls, limit=api.HEAD_LIMIT,

@@ -1,0 +1,125 @@
+# The cloud link's transport: DNS, TCP, TLS, and the clock that TLS verification
+# needs. Whatever the port's TLS, no application byte leaves before the handshake
+# has ended.
+import asyncio
+import select
+import socket
+from errno import ECONNREFUSED, EINPROGRESS, ETIMEDOUT
+
+from micropython import const
+
+_CONNECT_MS = const(10000)
+_POLL_MS = const(20)
+_HANDSHAKE_READ_S = const(5)  # each read of the ESP8266's blocking handshake
+
+
+class Transport:
+    def __init__(self, s):
+        self.s = s
+        self.ctx = None
+        self.verify = False  # the server's certificate is checked against ca.der/ca.pem
+        self.blocking = False  # the handshake must block (axTLS)
+        self.clock_set = False
+
+    async def open(self):
+        """A stream to the cloud, connected, TLS (if on) complete or in mbedTLS's hands."""
+        s = self.s
+        host = s["server"]
+        ctx = self._context() if s["tls"] else None
+        if self.verify and not self.clock_set:
+            self._set_clock()
+        # blocks until lwIP's resolver answers or gives up (modlwip.c:1785-1800)
+        ai = socket.getaddrinfo(host, s["port"], 0, socket.SOCK_STREAM)[0]
+        sock = socket.socket(ai[0], socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.connect(ai[-1])
+            except OSError as e:
+                if e.errno != EINPROGRESS:
+                    raise
+            await _connected(sock)
+            if ctx:
+                sock = self._wrap(ctx, sock, host)
+        except BaseException:
+            sock.close()
+            raise
+        return asyncio.StreamReader(sock)
+
+    def _wrap(self, ctx, sock, host):
+        if not self.blocking:
+            # mbedTLS: the handshake runs inside the first reads and writes, and
+            # mbedtls_ssl_write() finishes it before it sends any application byte
+            return ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+        # axTLS has no non-blocking handshake (micropython#7473): it advances only in
+        # reads, and ssl_write() does not wait for its end, so a first frame written
+        # early would leave in cleartext. On a still-connecting socket it spins.
+        # So: connected first (above), then the whole handshake here, each read
+        # bounded; after it, a non-blocking stream.
+        sock.settimeout(_HANDSHAKE_READ_S)
+        sock = ctx.wrap_socket(sock, server_hostname=host)
+        sock.setblocking(False)
+        return sock
+
+    def _context(self):
+        if self.ctx is None:
+            import tls
+
+            ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = tls.CERT_NONE
+            # axTLS (the ESP8266) has no load_verify_locations (modtls_axtls.c) and no
+            # non-blocking handshake; mbedTLS (the ESP32) has both
+            mbedtls = hasattr(ctx, "load_verify_locations")
+            self.blocking = not mbedtls
+            ca = _read_ca()
+            if ca and mbedtls:
+                ctx.verify_mode = tls.CERT_REQUIRED
+                ctx.load_verify_locations(ca)
+                self.verify = True
+            elif ca:
+                print("cloud: this port cannot verify the server; CA ignored")
+            self.ctx = ctx
+        return self.ctx
+
+    def _set_clock(self):
+        # mbedTLS checks certificate dates against the board's clock, which starts at
+        # 2000-01-01 (ports/esp32/main.c:90-97): a real CA's certificates fail until it
+        # is set. ntptime is frozen into both ports' firmware.
+        server = self.s["ntp_server"]
+        try:
+            import ntptime
+
+            ntptime.host = server
+            ntptime.settime()  # blocks: the lookup, then at most ntptime.timeout (1 s)
+        except (ImportError, OSError, ValueError, IndexError, OverflowError) as e:
+            print("clock: not set (%s: %r); certificates are checked as if it were 2000-01-01;"
+                  " trying again before the next connection" % (server, e))
+            return
+        self.clock_set = True
+        print("clock: set from", server)
+
+
+async def _connected(sock):
+    """Until the non-blocking connect has ended (bounded); raises if it failed."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    waited = 0
+    while True:
+        for _, event in poller.ipoll(0):
+            if event & (select.POLLERR | select.POLLHUP):
+                raise OSError(ECONNREFUSED)
+            return
+        if waited >= _CONNECT_MS:
+            raise OSError(ETIMEDOUT)
+        await asyncio.sleep_ms(_POLL_MS)
+        waited += _POLL_MS
+
+
+def _read_ca():
+    for name in ("ca.der", "ca.pem"):
+        try:
+            with open(name, "rb") as f:
+                return f.read()
+        except OSError:
+            pass
+    return None

@@ -1,0 +1,106 @@
+# Stand-in for the chip's `socket` (runs on the VM): the VM's own sockets, behind the
+# board's DNS (its own table, loopback only: nothing but 127.0.0.1 is ever reached)
+# and, on the ESP8266, UDP sockets that keep one pending datagram.
+import io
+import time
+
+import vboard
+from socket import *  # noqa: F401,F403 - the constants and the rest, as the chip has them
+from socket import getaddrinfo as _getaddrinfo
+from socket import socket as _socket
+
+_ESP8266 = vboard.CHIP == "esp8266"
+# A DNS miss: lwIP's callback status on the ESP8266 (extmod/modlwip.c:1747), EAI_FAIL
+# from lwip_getaddrinfo on the ESP32 (ports/esp32/modsocket.c:253-255).
+_MISS = -2 if _ESP8266 else -202
+# where a refused destination goes: a port the host holds and never answers on
+_SINK = ("127.0.0.1", vboard.CONFIG["sink_port"])
+
+
+def _literal(host):
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def getaddrinfo(host, port, *rest):
+    """The board's resolver. A name blocks for the configured resolver delay (lwIP's
+    lookup blocks the caller: modlwip.c:1785-1800, and on the ESP32 modsocket.c:236-250)
+    and resolves only through the board's table; an address other than 127.0.0.1 is
+    refused with an event line and goes nowhere."""
+    if not _literal(host):
+        delay = vboard.CONFIG["dns_delay_ms"]
+        if delay:
+            time.sleep_ms(delay)
+        addr = vboard.CONFIG["hosts"].get(host.lower())
+        if addr is None:
+            raise OSError(_MISS)
+        host = addr
+    if host != vboard.LOOPBACK:
+        vboard.refused(host, port)
+        host, port = _SINK
+    return _getaddrinfo(host, port, *rest)
+
+
+class _OneDatagram(io.IOBase):
+    """The ESP8266's UDP socket holds one datagram until it is read; what arrives
+    meanwhile is dropped ("No room in the inn", extmod/modlwip.c:441; four from
+    v1.26). The VM's kernel queues them: a read takes the oldest and drops the ones
+    that came while it waited. (A wrapper, not a subclass: select.poll() does not
+    see a subclass's file descriptor.)"""
+
+    def __init__(self, af, kind, proto):
+        self.sock = _socket(af, kind, proto)
+        self.timeout = None
+
+    def recv(self, n):
+        data = self.sock.recv(n)
+        self._drop()
+        return data
+
+    def recvfrom(self, n):
+        got = self.sock.recvfrom(n)
+        self._drop()
+        return got
+
+    def _drop(self):
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(1)
+                vboard.udp_dropped += 1
+        except OSError:
+            pass
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def settimeout(self, t):
+        self.timeout = t
+        self.sock.settimeout(t)
+
+    def setblocking(self, flag):
+        self.settimeout(None if flag else 0)
+
+    def bind(self, addr):
+        self.sock.bind(addr)
+
+    def sendto(self, data, addr):
+        return self.sock.sendto(data, addr)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+    def ioctl(self, req, arg):
+        if req == 10:  # MP_STREAM_GET_FILENO: poll() waits on the descriptor
+            return self.sock.fileno()
+        if req == 4:  # MP_STREAM_CLOSE
+            self.sock.close()
+        return 0
+
+
+def socket(af=AF_INET, kind=SOCK_STREAM, proto=0):  # noqa: F405
+    if _ESP8266 and kind == SOCK_DGRAM:  # noqa: F405
+        return _OneDatagram(af, kind, proto)
+    return _socket(af, kind, proto)
