@@ -7,8 +7,8 @@ from espcloud import proto
 try:
     from time import ticks_diff
 except ImportError:  # CPython, for the host tests
-    def ticks_diff(a, b):
-        return a - b
+    def ticks_diff(__a, __b):  # positional-only, as time.ticks_diff (MicroPython has no "/")
+        return __a - __b
 
 _PING_MS = const(50000)  # silence before a ping; as long again unanswered is a dead link
 _ACTIVATE_RETRY_MS = const(50000)

@@ -67,14 +67,14 @@ class Transport:
 
             ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
             ctx.verify_mode = tls.CERT_NONE
-            # axTLS (the ESP8266) has no load_verify_locations (modtls_axtls.c) and no
-            # non-blocking handshake; mbedTLS (the ESP32) has both
-            mbedtls = hasattr(ctx, "load_verify_locations")
-            self.blocking = not mbedtls
+            # axTLS (the ESP8266) has neither load_verify_locations nor CERT_REQUIRED
+            # (modtls_axtls.c) nor a non-blocking handshake; mbedTLS (the ESP32) has all
+            load_ca = getattr(ctx, "load_verify_locations", None)
+            self.blocking = load_ca is None
             ca = _read_ca()
-            if ca and mbedtls:
-                ctx.verify_mode = tls.CERT_REQUIRED
-                ctx.load_verify_locations(ca)
+            if ca and load_ca:
+                ctx.verify_mode = getattr(tls, "CERT_REQUIRED")
+                load_ca(ca)
                 self.verify = True
             elif ca:
                 print("cloud: this port cannot verify the server; CA ignored")

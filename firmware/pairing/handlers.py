@@ -41,7 +41,7 @@ def parse_ap(body):
     password = d.get("password", "")
     if not (isinstance(password, str) and _password_ok(password)):
         raise ValueError("bad password")
-    out = {"ssid": ssid, "password": password}
+    out: dict = {"ssid": ssid, "password": password}
     if "port" in d:
         out["port"] = _port(d["port"])
     if "serverName" in d:

@@ -32,6 +32,7 @@ async def run(app):
     if not pairing:
         print("pairing: window closed")
         hw.reset()  # back to the saved network
+        return  # not reached: hw.reset() does not return
     if not (wifi.connected() and pairing["ssid"] == s["ssid"] and pairing["password"] == s["password"]):
         if not await join(app, pairing["ssid"], pairing["password"]):
             app.failed = True

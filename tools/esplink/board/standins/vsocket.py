@@ -2,6 +2,7 @@
 # board's DNS (its own table, loopback only: nothing but 127.0.0.1 is ever reached)
 # and, on the ESP8266, UDP sockets that keep one pending datagram.
 import io
+import select
 import time
 
 import vboard
@@ -100,7 +101,84 @@ class _OneDatagram(io.IOBase):
         return 0
 
 
+class _Stream(io.IOBase):
+    """The ESP8266's TCP socket: lwIP completes a connect only in the SDK's task, which
+    runs when the program yields to the event loop; until then the socket is still
+    connecting (and axTLS cannot be wrapped around it: vtls). Here: for 10 ms after a
+    non-blocking connect(), or while poll() does not see it writable."""
+
+    def __init__(self, af=AF_INET, kind=SOCK_STREAM, proto=0, sock=None):  # noqa: F405
+        self.sock = sock or _socket(af, kind, proto)
+        self.nonblocking = False
+        self.connect_at = None
+
+    def connecting(self):
+        if self.connect_at is None:
+            return False
+        if time.ticks_diff(time.ticks_ms(), self.connect_at) < 10:
+            return True
+        p = select.poll()
+        p.register(self.sock, select.POLLOUT)
+        return not p.poll(0)
+
+    def connect(self, addr):
+        if self.nonblocking:
+            self.connect_at = time.ticks_ms()
+        self.sock.connect(addr)
+
+    def setblocking(self, flag):
+        self.nonblocking = not flag
+        self.sock.setblocking(flag)
+
+    def settimeout(self, t):
+        self.nonblocking = t == 0
+        self.sock.settimeout(t)
+
+    def readinto(self, buf):
+        return self.sock.readinto(buf)
+
+    def read(self, n=-1):
+        return self.sock.read(n) if n >= 0 else self.sock.read()
+
+    def readline(self):
+        return self.sock.readline()
+
+    def write(self, buf):
+        return self.sock.write(buf)
+
+    def recv(self, n):
+        return self.sock.recv(n)
+
+    def send(self, buf):
+        return self.sock.send(buf)
+
+    def setsockopt(self, *args):
+        self.sock.setsockopt(*args)
+
+    def bind(self, addr):
+        self.sock.bind(addr)
+
+    def listen(self, backlog=2):
+        self.sock.listen(backlog)
+
+    def accept(self):
+        return self.sock.accept()
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+    def ioctl(self, req, arg):
+        if req == 10:  # MP_STREAM_GET_FILENO: poll() waits on the descriptor
+            return self.sock.fileno()
+        if req == 4:  # MP_STREAM_CLOSE
+            self.sock.close()
+        return 0
+
+
 def socket(af=AF_INET, kind=SOCK_STREAM, proto=0):  # noqa: F405
-    if _ESP8266 and kind == SOCK_DGRAM:  # noqa: F405
-        return _OneDatagram(af, kind, proto)
-    return _socket(af, kind, proto)
+    if not _ESP8266:
+        return _socket(af, kind, proto)
+    return (_OneDatagram if kind == SOCK_DGRAM else _Stream)(af, kind, proto)  # noqa: F405

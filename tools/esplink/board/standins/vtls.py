@@ -16,7 +16,6 @@
 #   clock, which starts at 2000-01-01 (ports/esp32/main.c:90-97) until it is set.
 import gc
 import io
-import select
 
 import tls as _tls  # the VM's own: the runner imports this before it puts us in its place
 import vboard
@@ -26,12 +25,6 @@ PROTOCOL_TLS_CLIENT = 0
 PROTOCOL_TLS_SERVER = 1
 CERT_NONE = 0
 _ESP8266 = vboard.CHIP == "esp8266"
-
-
-def _connecting(sock):
-    p = select.poll()
-    p.register(sock, select.POLLOUT)
-    return not p.poll(0)
 
 
 # ---- esp8266: axTLS
@@ -138,19 +131,20 @@ class _Wire(io.IOBase):
 
 class _AxSocket(io.IOBase):
     def __init__(self, sock, server_hostname, handshake):
-        if _connecting(sock):
+        if getattr(sock, "connecting", bool)():
             vboard.hang("axTLS resends its ClientHello forever on a socket still connecting "
                         "(lib/axtls/ssl/tls1.c:1044-1100, extmod/modlwip.c:703-716)")
         try:
             self.mem = [bytearray(n) for n, _ in _BLOCKS]
         except MemoryError:
             vboard.crash(_OOM)
+        ctx = _AxContext.real()
         gc.collect()
         before = gc.mem_alloc()
         self.wire = wire = _Wire(sock)
         if handshake:
             try:
-                self.real = _AxContext.real().wrap_socket(wire, server_hostname=server_hostname)
+                self.real = ctx.wrap_socket(wire, server_hostname=server_hostname)
             except (OSError, ValueError):
                 self.real = None
             self.hidden = _hide(before)
@@ -164,8 +158,7 @@ class _AxSocket(io.IOBase):
                 raise OSError(-256, "CONN_LOST")  # all axTLS says of a handshake that failed
             self._ended()
         else:
-            self.real = _AxContext.real().wrap_socket(wire, server_hostname=server_hostname,
-                                                      do_handshake_on_connect=False)
+            self.real = ctx.wrap_socket(wire, server_hostname=server_hostname, do_handshake_on_connect=False)
             self.hidden = _hide(before)
             # axTLS sends its ClientHello at once (SSL_CONNECT_IN_PARTS); the VM's engine
             # waits for the first read or write: give it that read, which cannot block
