@@ -51,7 +51,7 @@ class Link:
                                    time.ticks_ms())
             await self._talk(stream, stream, sess)
         finally:
-            await stream.wait_closed()  # MicroPython's close() alone keeps the socket
+            await self.transport.close(stream)
 
     async def _talk(self, reader, writer, sess):
         frames = self.frames

@@ -2,6 +2,7 @@
 # needs. Whatever the port's TLS, no application byte leaves before the handshake
 # has ended.
 import asyncio
+import gc
 import select
 import socket
 from errno import ECONNREFUSED, EINPROGRESS, ETIMEDOUT
@@ -11,6 +12,9 @@ from micropython import const
 _CONNECT_MS = const(10000)
 _POLL_MS = const(20)
 _HANDSHAKE_READ_S = const(5)  # each read of the ESP8266's blocking handshake
+# axTLS allocates ~11.5 KB per connection from the GC heap, 5.4 KB of it in one block
+# (the SSL struct with its record buffer): held contiguous between connections
+_AXTLS_RESERVE = const(12288)
 
 
 class Transport:
@@ -20,6 +24,25 @@ class Transport:
         self.verify = False  # the server's certificate is checked against ca.der/ca.pem
         self.blocking = False  # the handshake must block (axTLS)
         self.clock_set = False
+        self.reserve = None
+        if s["tls"]:
+            self._context()
+            self._hold()  # now, while the heap is young
+
+    def _hold(self):
+        # On the ESP8266 a reconnect found 9.8 KB free in one piece after a session,
+        # too little for axTLS, whose failed calloc is a crash, not a MemoryError.
+        # So its room is kept as one block and given back just before the handshake.
+        if self.blocking and self.reserve is None:
+            gc.collect()
+            try:
+                self.reserve = bytearray(_AXTLS_RESERVE)
+            except MemoryError:
+                pass
+
+    async def close(self, stream):
+        await stream.wait_closed()  # MicroPython's close() alone keeps the socket
+        self._hold()
 
     async def open(self):
         """A stream to the cloud, connected, TLS (if on) complete or in mbedTLS's hands."""
@@ -43,6 +66,7 @@ class Transport:
                 sock = self._wrap(ctx, sock, host)
         except BaseException:
             sock.close()
+            self._hold()
             raise
         return asyncio.StreamReader(sock)
 
@@ -57,6 +81,8 @@ class Transport:
         # So: connected first (above), then the whole handshake here, each read
         # bounded; after it, a non-blocking stream.
         sock.settimeout(_HANDSHAKE_READ_S)
+        self.reserve = None
+        gc.collect()
         sock = ctx.wrap_socket(sock, server_hostname=host)
         sock.setblocking(False)
         return sock

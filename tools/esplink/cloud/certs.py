@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # The board's clock is unset (it believes it is 2000-01-01) until it learns the time,
@@ -35,6 +35,8 @@ class Paths:
         d = Path(data_dir)
         self.ca_pem, self.ca_der, self.ca_key = d / "ca.pem", d / "ca.der", d / "ca.key"
         self.server_pem, self.server_key = d / "server.pem", d / "server.key"
+        # the same names on an EC key, for ECDHE-ECDSA (see device_context)
+        self.server_ec_pem, self.server_ec_key = d / "server-ec.pem", d / "server-ec.key"
 
 
 def server_names(extra=()) -> list[str]:
@@ -59,11 +61,12 @@ def ensure(data_dir, names=(), not_before=NOT_BEFORE) -> Paths:
         paths.server_pem.unlink(missing_ok=True)  # signed by a CA that no longer exists
     if not paths.ca_der.exists():
         paths.ca_der.write_bytes(ca_cert.public_bytes(serialization.Encoding.DER))
-    if not (paths.server_pem.exists() and paths.server_key.exists()
-            and set(wanted) <= set(cert_names(paths.server_pem))):
-        cert, key = _make_server(ca_cert, ca_key, wanted, not_before)
-        _write_key(paths.server_key, key)
-        paths.server_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for pem, key_file, new_key in ((paths.server_pem, paths.server_key, _new_key),
+                                   (paths.server_ec_pem, paths.server_ec_key, _new_ec_key)):
+        if not (pem.exists() and key_file.exists() and set(wanted) <= set(cert_names(pem))):
+            cert, key = _make_server(ca_cert, ca_key, wanted, not_before, new_key())
+            _write_key(key_file, key)
+            pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return paths
 
 
@@ -87,8 +90,12 @@ def server_context(paths: Paths) -> ssl.SSLContext:
 
 def device_context(paths: Paths) -> ssl.SSLContext:
     """The device port's: TLS 1.2 at most, what both chips speak (axTLS has only 1.2;
-    MicroPython's ESP32 build of mbedTLS has no 1.3)."""
+    MicroPython's ESP32 build of mbedTLS has no 1.3). Two certificates: the RSA one
+    for axTLS's static-RSA suites, an EC one for ECDHE-ECDSA, which OpenSSL picks for
+    an mbedTLS client -- with the RSA one it signs ECDHE with RSA-PSS, which mbedTLS
+    3.6's TLS 1.2 client offers and then rejects (an illegal_parameter alert)."""
     ctx = server_context(paths)
+    ctx.load_cert_chain(paths.server_ec_pem, paths.server_ec_key)
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -135,8 +142,11 @@ def _make_ca(not_before):
     return cert, key
 
 
-def _make_server(ca_cert, ca_key, names, not_before):
-    key = _new_key()
+def _new_ec_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _make_server(ca_cert, ca_key, names, not_before, key):
     alt = []
     for n in names:
         try:
@@ -147,8 +157,9 @@ def _make_server(ca_cert, ca_key, names, not_before):
                          x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (_builder(subject, ca_cert.subject, key.public_key(), not_before)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            # key_encipherment: static-RSA suites encrypt the premaster secret to this key
-            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+            # key_encipherment: static-RSA suites encrypt the premaster secret to an RSA key
+            .add_extension(x509.KeyUsage(True, False, isinstance(key, rsa.RSAPrivateKey),
+                                         False, False, False, False, False, False),
                            critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)

@@ -1,6 +1,5 @@
 # Stand-in for the chip's `machine` (runs on the VM): pins, RTC (memory and clock),
 # the watchdog as each chip has it, virtual timers, reset.
-import sys
 import time
 
 import micropython
@@ -18,7 +17,7 @@ def unique_id():
 
 def reset():
     print("board: reset")
-    sys.exit(RESET_EXIT)
+    vboard.exit(RESET_EXIT)
 
 
 def idle():

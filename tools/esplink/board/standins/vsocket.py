@@ -42,16 +42,43 @@ def getaddrinfo(host, port, *rest):
     return _getaddrinfo(host, port, *rest)
 
 
-class _OneDatagram(io.IOBase):
-    """The ESP8266's UDP socket holds one datagram until it is read; what arrives
-    meanwhile is dropped ("No room in the inn", extmod/modlwip.c:441; four from
-    v1.26). The VM's kernel queues them: a read takes the oldest and drops the ones
-    that came while it waited. (A wrapper, not a subclass: select.poll() does not
-    see a subclass's file descriptor.)"""
+class _Wrapped(io.IOBase):
+    """A VM socket behind a chip's behaviour. A wrapper, not a subclass: select.poll()
+    does not see a subclass's file descriptor; here ioctl() hands it over."""
 
     def __init__(self, af, kind, proto):
         self.sock = _socket(af, kind, proto)
         self.timeout = None
+
+    def settimeout(self, t):
+        self.timeout = t
+        self.sock.settimeout(t)
+
+    def setblocking(self, flag):
+        self.settimeout(None if flag else 0)
+
+    def bind(self, addr):
+        self.sock.bind(addr)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+    def ioctl(self, req, arg):
+        if req == 10:  # MP_STREAM_GET_FILENO: poll() waits on the descriptor
+            return self.sock.fileno()
+        if req == 4:  # MP_STREAM_CLOSE
+            self.sock.close()
+        return 0
+
+
+class _OneDatagram(_Wrapped):
+    """The ESP8266's UDP socket holds one datagram until it is read; what arrives
+    meanwhile is dropped ("No room in the inn", extmod/modlwip.c:441; four from
+    v1.26). The VM's kernel queues them: a read takes the oldest and drops the ones
+    that came while it waited."""
 
     def recv(self, n):
         data = self.sock.recv(n)
@@ -74,65 +101,30 @@ class _OneDatagram(io.IOBase):
         finally:
             self.sock.settimeout(self.timeout)
 
-    def settimeout(self, t):
-        self.timeout = t
-        self.sock.settimeout(t)
-
-    def setblocking(self, flag):
-        self.settimeout(None if flag else 0)
-
-    def bind(self, addr):
-        self.sock.bind(addr)
-
     def sendto(self, data, addr):
         return self.sock.sendto(data, addr)
 
-    def fileno(self):
-        return self.sock.fileno()
 
-    def close(self):
-        self.sock.close()
-
-    def ioctl(self, req, arg):
-        if req == 10:  # MP_STREAM_GET_FILENO: poll() waits on the descriptor
-            return self.sock.fileno()
-        if req == 4:  # MP_STREAM_CLOSE
-            self.sock.close()
-        return 0
-
-
-class _Stream(io.IOBase):
+class _Stream(_Wrapped):
     """The ESP8266's TCP socket: lwIP completes a connect only in the SDK's task, which
-    runs when the program yields to the event loop; until then the socket is still
-    connecting (and axTLS cannot be wrapped around it: vtls). Here: for 10 ms after a
-    non-blocking connect(), or while poll() does not see it writable."""
+    runs when the program yields to the event loop, a LAN round trip later at best;
+    until then poll() does not see it writable and axTLS cannot be wrapped around it
+    (vtls). Here: for 5 ms after a non-blocking connect()."""
 
-    def __init__(self, af=AF_INET, kind=SOCK_STREAM, proto=0, sock=None):  # noqa: F405
-        self.sock = sock or _socket(af, kind, proto)
-        self.nonblocking = False
-        self.connect_at = None
+    connect_at = None
 
     def connecting(self):
         if self.connect_at is None:
             return False
-        if time.ticks_diff(time.ticks_ms(), self.connect_at) < 10:
+        if time.ticks_diff(time.ticks_ms(), self.connect_at) < 5:
             return True
-        p = select.poll()
-        p.register(self.sock, select.POLLOUT)
-        return not p.poll(0)
+        self.connect_at = None
+        return False
 
     def connect(self, addr):
-        if self.nonblocking:
+        if self.timeout == 0:
             self.connect_at = time.ticks_ms()
         self.sock.connect(addr)
-
-    def setblocking(self, flag):
-        self.nonblocking = not flag
-        self.sock.setblocking(flag)
-
-    def settimeout(self, t):
-        self.nonblocking = t == 0
-        self.sock.settimeout(t)
 
     def readinto(self, buf):
         return self.sock.readinto(buf)
@@ -155,27 +147,25 @@ class _Stream(io.IOBase):
     def setsockopt(self, *args):
         self.sock.setsockopt(*args)
 
-    def bind(self, addr):
-        self.sock.bind(addr)
-
     def listen(self, backlog=2):
         self.sock.listen(backlog)
 
     def accept(self):
         return self.sock.accept()
 
-    def fileno(self):
-        return self.sock.fileno()
-
-    def close(self):
-        self.sock.close()
-
     def ioctl(self, req, arg):
-        if req == 10:  # MP_STREAM_GET_FILENO: poll() waits on the descriptor
-            return self.sock.fileno()
-        if req == 4:  # MP_STREAM_CLOSE
-            self.sock.close()
-        return 0
+        if req == 10 and self.connect_at is not None:
+            return -1  # no descriptor: while the connect is in flight, poll() asks here ...
+        if req == 3:  # ... (MP_STREAM_POLL)
+            if self.connecting():
+                arg &= ~select.POLLOUT
+            if arg:
+                p = select.poll()
+                p.register(self.sock, arg)
+                for _, ready in p.ipoll(0):
+                    return ready
+            return 0
+        return super().ioctl(req, arg)
 
 
 def socket(af=AF_INET, kind=SOCK_STREAM, proto=0):  # noqa: F405
