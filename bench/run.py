@@ -43,10 +43,15 @@ def mpy_bytes(flash):
 
 
 def heap_peak(tmp):
-    board = pairing_flow(tmp / "probe", heap_probe=True)
+    """The pairing world's peak: sampled up to the reply to POST /ap. (The heap probe
+    starts again at every boot, so it is read before the reset into the network world.)"""
+    board = BoardProcess(tmp / "probe", WIFI, heap_probe=True).start()
     try:
+        board.expect(r"^led: pairing", timeout=20)
         time.sleep(0.5)
+        pair_ap(f"127.0.0.1:{board.http_port}", "bench", WIFI["bench"], server="127.0.0.1:8443", token="t" * 40)
         state = board.control("heap")
+        board.expect(r"^mode: online", timeout=20)
     finally:
         board.stop()
     return state["heap_peak"] - state["heap_base"], state["heap_base"]

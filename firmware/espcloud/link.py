@@ -26,15 +26,18 @@ class Link:
         self.device = device
         self.failures = 0
         self.frames = proto.Frames()  # one buffer for the board's lifetime
-        self.transport = Transport(s)
+        self.transport = None
 
     async def run(self):
         if not self.s["device_key"]:
             print("cloud: no device key (flash one with --device-key)")
             return
+        if self.transport is None:  # not before: it holds axTLS's room
+            self.transport = Transport(self.s)
+        transport = self.transport
         while True:
             try:
-                await self._connection()
+                await self._connection(transport)
             except (OSError, ValueError, asyncio.TimeoutError) as e:  # DNS, TCP, TLS, a stalled server
                 print("cloud: error", repr(e))
             self.device.on_cloud(False)
@@ -42,16 +45,16 @@ class Link:
             self.failures += 1
             await asyncio.sleep_ms(ceiling // 2 + proto.nonce() % (ceiling // 2))
 
-    async def _connection(self):
+    async def _connection(self, transport):
         s = self.s
         print("cloud: connecting to", s["server"], s["port"], "TLS" if s["tls"] else "plain")
-        stream = await self.transport.open()
+        stream = await transport.open()
         try:
             sess = session.Session(s["device_key"], s["token"], _mac(), ROM_VERSION, s["activated"],
                                    time.ticks_ms())
             await self._talk(stream, stream, sess)
         finally:
-            await self.transport.close(stream)
+            await transport.close(stream)
 
     async def _talk(self, reader, writer, sess):
         frames = self.frames

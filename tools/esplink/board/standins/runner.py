@@ -33,12 +33,12 @@ def boot(state, prelude=None):
     import vtls
 
     sys.modules.update(machine=vmachine, network=vnetwork, socket=vsocket, tls=vtls)
+    # a ROMFS chip's path, with the stand-ins where the chip has its frozen modules
+    sys.path[:] = ["", ".frozen", "/standins", "/rom", "/rom/lib", "lib"]
     if prelude:
         with open(prelude) as f:
             exec(f.read(), {"__name__": "__prelude__"})
     vboard.settle()
-    # a ROMFS chip's path, with the stand-ins where the chip has its frozen modules
-    sys.path[:] = ["", ".frozen", "/standins", "/rom", "/rom/lib", "lib"]
     for script in ("boot.py", "main.py"):
         try:
             with open(script) as f:
