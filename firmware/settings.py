@@ -50,7 +50,7 @@ def load(platform="esp8266"):
     s = defaults(platform)
     saved = _read(FILE)
     if saved is None:
-        # an interrupted save on FAT: the target is gone, the new copy complete
+        # settings.json missing or unreadable: a complete temp copy is the best there is
         saved = _read(_TMP)
         if saved is not None:
             os.rename(_TMP, FILE)

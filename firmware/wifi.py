@@ -56,11 +56,15 @@ async def _connect(sta, ssid, password):
     # the last attempt's failure until the next attempt ends (network_wlan.c:301-391).
     # disconnect() ends both: its "leaving" event makes status() IDLE.
     for _ in range(2):
-        sta.disconnect()
-        for _ in range(25):  # the driver's event comes from its own task
-            if outcome(sta.status()) is None:
-                break
-            await asyncio.sleep_ms(20)
+        if sta.status() != hw.network.STAT_IDLE:  # nothing to end on a station at rest
+            try:
+                sta.disconnect()
+            except OSError:  # the ESP8266 says "Cannot disconnect from AP" if the SDK refuses
+                pass
+            for _ in range(25):  # the driver's event comes from its own task
+                if outcome(sta.status()) is None:
+                    break
+                await asyncio.sleep_ms(20)
         try:
             sta.connect(ssid, password)
             return True

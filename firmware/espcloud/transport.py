@@ -3,8 +3,10 @@
 # has ended.
 import asyncio
 import gc
+import os
 import select
 import socket
+import time
 from errno import ECONNREFUSED, EINPROGRESS, ETIMEDOUT
 
 from micropython import const
@@ -12,6 +14,8 @@ from micropython import const
 _CONNECT_MS = const(10000)
 _POLL_MS = const(20)
 _HANDSHAKE_READ_S = const(5)  # each read of the ESP8266's blocking handshake
+_WRITE_MS = const(15000)  # a write on the ESP32, the TLS handshake inside the first
+_AXTLS_WRITE_S = const(5)  # a write on the ESP8266
 # axTLS allocates ~11.5 KB per connection from the GC heap, 5.4 KB of it in one block
 # (the SSL struct with its record buffer): held contiguous between connections
 _AXTLS_RESERVE = const(12288)
@@ -62,13 +66,37 @@ class Transport:
                 if e.errno != EINPROGRESS:
                     raise
             await _connected(sock)
+            self.tcp = sock  # the TCP socket under axTLS, for bounded writes
             if ctx:
                 sock = self._wrap(ctx, sock, host)
         except BaseException:
             sock.close()
             self._hold()
             raise
+        self.sock = sock  # what the stream reads: TLS or TCP
         return asyncio.StreamReader(sock)
+
+    async def send(self, stream, data):
+        if not self.blocking:
+            stream.write(data)
+            await asyncio.wait_for_ms(stream.drain(), _WRITE_MS)
+            return
+        # axTLS retries a write that gets EAGAIN in a loop that never yields
+        # (tls1.c:1060-1077), and on the ESP8266 lwIP frees send buffer only in the
+        # event loop: so write with the TCP socket blocking, which waits in the
+        # port's poll hook and gives up with ETIMEDOUT (axTLS: CONN_LOST)
+        self.tcp.settimeout(_AXTLS_WRITE_S)
+        try:
+            if self.sock.write(data) != len(data):
+                raise OSError(ETIMEDOUT)
+        finally:
+            self.tcp.setblocking(False)
+
+    def read_now(self, buf):
+        """Bytes the TLS layer has already decrypted, without waiting: axTLS's poll()
+        looks at the TCP socket only (modtls_axtls.c:382-400), so what is left of a
+        record larger than `buf` would wait for the next packet. None when empty."""
+        return self.sock.readinto(buf)
 
     def _wrap(self, ctx, sock, host):
         if not self.blocking:
@@ -97,12 +125,13 @@ class Transport:
             # (modtls_axtls.c) nor a non-blocking handshake; mbedTLS (the ESP32) has all
             load_ca = getattr(ctx, "load_verify_locations", None)
             self.blocking = load_ca is None
-            ca = _read_ca()
-            if ca and load_ca:
-                ctx.verify_mode = getattr(tls, "CERT_REQUIRED")
-                load_ca(ca)
-                self.verify = True
-            elif ca:
+            if load_ca:
+                ca = _read_ca()
+                if ca:
+                    ctx.verify_mode = getattr(tls, "CERT_REQUIRED")
+                    load_ca(ca)
+                    self.verify = True
+            elif _exists("ca.der") or _exists("ca.pem"):
                 print("cloud: this port cannot verify the server; CA ignored")
             self.ctx = ctx
         return self.ctx
@@ -129,16 +158,23 @@ async def _connected(sock):
     """Until the non-blocking connect has ended (bounded); raises if it failed."""
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
-    waited = 0
+    t0 = time.ticks_ms()
     while True:
         for _, event in poller.ipoll(0):
             if event & (select.POLLERR | select.POLLHUP):
-                raise OSError(ECONNREFUSED)
+                raise OSError(ECONNREFUSED)  # refused, reset or aborted: it did not connect
             return
-        if waited >= _CONNECT_MS:
+        if time.ticks_diff(time.ticks_ms(), t0) >= _CONNECT_MS:
             raise OSError(ETIMEDOUT)
         await asyncio.sleep_ms(_POLL_MS)
-        waited += _POLL_MS
+
+
+def _exists(name):
+    try:
+        os.stat(name)
+        return True
+    except OSError:
+        return False
 
 
 def _read_ca():

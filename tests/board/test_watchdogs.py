@@ -34,7 +34,7 @@ print("survived")
 """).finish()
     assert "fed for 2 s" in log and "survived" not in log
     assert re.search(r"^board: software watchdog reset \(not fed;", log, re.M)
-    assert 1550 <= since_last_feed(log) <= 3300
+    assert 1550 <= since_last_feed(log) <= 3600  # 1.6-3.2 s, and the host's 20 ms polling under load
     assert log.index("board: software watchdog") < log.index("second boot")
 
 
@@ -86,7 +86,7 @@ print("survived")
 """, chip="esp32").finish()
     assert "fed" in log and "survived" not in log
     assert "board: task watchdog reset (not fed;" in log
-    assert 1950 <= since_last_feed(log) <= 2400
+    assert 1950 <= since_last_feed(log) <= 2800
 
 
 def test_a_hang_in_c_is_reset_by_the_esp8266_sdk_watchdog_without_a_wdt(run_script):
@@ -111,4 +111,4 @@ while time.ticks_diff(end, time.ticks_ms()) > 0:
 t.deinit()
 print("ticks", len(ticks))
 """).finish()
-    assert 4 <= int(re.search(r"ticks (\d+)", log)[1]) <= 7
+    assert 3 <= int(re.search(r"ticks (\d+)", log)[1]) <= 8

@@ -53,7 +53,6 @@ class Watchdogs:
         self.lock = threading.Lock()
         self.proc = None
         self.bite = None  # why the last boot was reset, once it was
-        self.worst_gap = 0.0  # the longest time between two feeds, over all boots
 
     def boot(self, proc):
         with self.lock:
@@ -78,8 +77,6 @@ class Watchdogs:
     def _hear(self, msg):
         now = time.monotonic()
         if msg[0] == "f" and not self.hung:
-            if self.rule:
-                self.worst_gap = max(self.worst_gap, now - self.last_feed)
             self.last_feed = now
         elif msg[0] == "wdt":
             words = msg[1].split()
@@ -88,7 +85,9 @@ class Watchdogs:
             self.last_feed = now
         elif msg[0] == "hang":
             self.hung = msg[1] if len(msg) > 1 else "?"
-            self.rule = self.rule or "soft"
+            if not self.rule:  # the SDK's own watchdog, fed until this moment
+                self.rule = "soft"
+                self.last_feed = now
 
     def _check(self, now):
         if not self.proc or self.bite or self.proc.poll() is not None or not self.rule:

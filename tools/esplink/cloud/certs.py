@@ -58,7 +58,8 @@ def ensure(data_dir, names=(), not_before=NOT_BEFORE) -> Paths:
         ca_cert, ca_key = _make_ca(not_before)
         _write_key(paths.ca_key, ca_key)
         paths.ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        paths.server_pem.unlink(missing_ok=True)  # signed by a CA that no longer exists
+        for pem in (paths.server_pem, paths.server_ec_pem):
+            pem.unlink(missing_ok=True)  # signed by a CA that no longer exists
     if not paths.ca_der.exists():
         paths.ca_der.write_bytes(ca_cert.public_bytes(serialization.Encoding.DER))
     for pem, key_file, new_key in ((paths.server_pem, paths.server_key, _new_key),

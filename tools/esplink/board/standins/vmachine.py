@@ -20,10 +20,6 @@ def reset():
     vboard.exit(RESET_EXIT)
 
 
-def idle():
-    time.sleep_ms(1)
-
-
 class Pin:
     IN = 0
     OUT = 1
@@ -94,6 +90,8 @@ class WDT:
     """The host keeps the rule (process.Watchdogs): the VM has no timer interrupt."""
 
     def __init__(self, id=0, timeout=5000):
+        if id != 0:
+            raise ValueError  # both ports have one
         if PLATFORM == "esp8266":
             if timeout != 5000:
                 raise ValueError  # as the ESP8266 port does
@@ -119,7 +117,7 @@ class Timer:
         if kw:
             self.init(**kw)
 
-    def init(self, mode=PERIODIC, period=-1, callback=None):
+    def init(self, mode=PERIODIC, period=1000, callback=None):  # the firmware's subset: no freq, tick_hz
         import _thread
 
         self.gen += 1

@@ -107,23 +107,17 @@ class _OneDatagram(_Wrapped):
 
 class _Stream(_Wrapped):
     """The ESP8266's TCP socket: lwIP completes a connect only in the SDK's task, which
-    runs when the program yields to the event loop, a LAN round trip later at best;
-    until then poll() does not see it writable and axTLS cannot be wrapped around it
-    (vtls). Here: for 5 ms after a non-blocking connect()."""
+    runs when the program yields to the event loop (modlwip.c:1557 withholds POLLOUT
+    meanwhile), so a socket is still connecting right after a non-blocking connect()
+    and axTLS cannot be wrapped around it (vtls). Here: until the first poll()."""
 
-    connect_at = None
+    in_flight = False  # a non-blocking connect no poll() has seen yet
 
     def connecting(self):
-        if self.connect_at is None:
-            return False
-        if time.ticks_diff(time.ticks_ms(), self.connect_at) < 5:
-            return True
-        self.connect_at = None
-        return False
+        return self.in_flight
 
     def connect(self, addr):
-        if self.timeout == 0:
-            self.connect_at = time.ticks_ms()
+        self.in_flight = self.timeout == 0
         self.sock.connect(addr)
 
     def readinto(self, buf):
@@ -154,10 +148,11 @@ class _Stream(_Wrapped):
         return self.sock.accept()
 
     def ioctl(self, req, arg):
-        if req == 10 and self.connect_at is not None:
+        if req == 10 and self.in_flight:
             return -1  # no descriptor: while the connect is in flight, poll() asks here ...
-        if req == 3:  # ... (MP_STREAM_POLL)
-            if self.connecting():
+        if req == 3:  # ... (MP_STREAM_POLL): the first poll sees it connecting
+            if self.in_flight:
+                self.in_flight = False
                 arg &= ~select.POLLOUT
             if arg:
                 p = select.poll()

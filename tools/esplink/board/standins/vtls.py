@@ -112,9 +112,15 @@ class _Wire(io.IOBase):
     def write(self, buf):
         if not self.dead:
             try:
-                return self.sock.write(buf)
+                n = self.sock.write(buf)
             except OSError:
                 self.dead = True
+            else:
+                if n is None and self.done:
+                    # a full send buffer: axTLS retries in a loop that never yields
+                    # (tls1.c:1060-1077) and lwIP frees buffer only in the event loop
+                    vboard.hang("axTLS resends a record forever on a full send buffer (lib/axtls/ssl/tls1.c:1060-1077)")
+                return n
         return len(buf)  # gone: the next read says so
 
     def setblocking(self, flag):
@@ -134,6 +140,12 @@ class _AxSocket(io.IOBase):
         if getattr(sock, "connecting", bool)():
             vboard.hang("axTLS resends its ClientHello forever on a socket still connecting "
                         "(lib/axtls/ssl/tls1.c:1044-1100, extmod/modlwip.c:703-716)")
+        timeout = getattr(sock, "timeout", None)
+        if handshake and timeout == 0:
+            # a non-blocking socket: the ClientHello goes, the first read gets SSL_EAGAIN
+            # and the wrap raises it (modtls_axtls.c:280-291)
+            raise OSError(11)
+        self.real = self.mem = None
         try:
             self.mem = [bytearray(n) for n, _ in _BLOCKS]
         except MemoryError:
@@ -142,30 +154,27 @@ class _AxSocket(io.IOBase):
         gc.collect()
         before = gc.mem_alloc()
         self.wire = wire = _Wire(sock)
-        if handshake:
-            try:
-                self.real = ctx.wrap_socket(wire, server_hostname=server_hostname)
-            except (OSError, ValueError):
-                self.real = None
+        try:
+            self.real = ctx.wrap_socket(wire, server_hostname=server_hostname, do_handshake_on_connect=handshake)
+            if not handshake:
+                # axTLS sends its ClientHello at once (SSL_CONNECT_IN_PARTS); the VM's
+                # engine waits for the first read or write: give it that read, which
+                # finds nothing since the server waits for the hello
+                self.real.setblocking(False)
+                self.real.readinto(bytearray(1))
+        except (OSError, ValueError):
+            pass
+        finally:
             self.hidden = _hide(before)
-            if wire.eagain:
-                # a non-blocking socket: the ClientHello goes, the first read gets
-                # SSL_EAGAIN and the wrap raises it (modtls_axtls.c:266-276)
-                self.close()
-                raise OSError(11)
-            if self.real is None:
-                self.close()
-                raise OSError(-256, "CONN_LOST")  # all axTLS says of a handshake that failed
+        if self.real is None or wire.overflow:  # axTLS's handshake refuses a record over 5 KB too
+            self.close()
+            raise OSError(-256, "CONN_LOST")  # all axTLS says of a handshake that failed
+        if handshake:
+            vboard.sample_peak()  # every block is held now: axTLS's peak
             self._ended()
         else:
-            self.real = ctx.wrap_socket(wire, server_hostname=server_hostname, do_handshake_on_connect=False)
-            self.hidden = _hide(before)
-            # axTLS sends its ClientHello at once (SSL_CONNECT_IN_PARTS); the VM's engine
-            # waits for the first read or write: give it that read, which cannot block
-            # since the server waits for the hello
-            self.real.setblocking(False)
-            self.real.readinto(bytearray(1))
             self.real.setblocking(True)
+            sock.settimeout(timeout)  # the caller's, as the chip leaves it
 
     def _ended(self):
         self.wire.done = True
@@ -251,7 +260,7 @@ class _AxContext:
 
     @verify_mode.setter
     def verify_mode(self, mode):
-        pass  # modtls_axtls.c:180-185: nothing is stored
+        pass  # modtls_axtls.c:170-176: nothing is stored
 
     def load_cert_chain(self, cert, key):
         self.cert, self.key = cert, key
