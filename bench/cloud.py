@@ -25,7 +25,7 @@ from esplink.board import deploy
 from esplink.board.process import BoardProcess, Process
 from esplink.cloud import server, store
 from esplink.cloud.client import Client
-from esplink.pair import pair_ap
+from esplink.phone import pair_ap
 
 HERE = Path(__file__).resolve().parent
 WIFI = {"bench": "bench-password"}

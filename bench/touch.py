@@ -141,7 +141,7 @@ def board_touch():
     real 8 ms pacing over loopback. The pairing world's heap peak over AP mode and the
     whole touch path (decode, join, ack, HTTP server), and the CLI's wall time."""
     from esplink.board.process import BoardProcess
-    from esplink.pair import pair_ap
+    from esplink.phone import pair_ap
 
     wifi = {"home": "home-pw-1234", "new": "new-pw-5678"}
     with tempfile.TemporaryDirectory(prefix="esplink-bench-touch-") as tmp:

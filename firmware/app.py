@@ -31,8 +31,7 @@ class App:
         self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
         asked = hw.boot_request()
         self.mode = PAIR if not s["ssid"] or asked == _PAIR_REQUEST else JOIN
-        self.failed = False  # the last pairing attempt could not join
-        self.switch = False
+        self.pressed = False  # a short press while pairing, not yet taken
         self.join_attempts = 0
         self.link = None
         self.cloud_up = False
@@ -41,7 +40,7 @@ class App:
     def on_short(self):
         print("button: short press")
         if self.mode == PAIR:
-            self.switch = True  # AP mode <-> touch mode; the pairing world acts on it
+            self.pressed = True  # AP mode <-> touch mode: the pairing world takes it
         else:
             hw.reset(_PAIR_REQUEST)
 
@@ -73,11 +72,20 @@ class App:
 
         return await mode.run(self)
 
+    def take_press(self):
+        pressed, self.pressed = self.pressed, False
+        return pressed
+
+    async def connect(self, ssid, password):
+        """Join a network with the joining pattern showing; the outcome (wifi.*)."""
+        self.led.show("joining")
+        result = await wifi.join(ssid, password, self.s["join_timeout"])
+        print("wifi:", result)
+        return result
+
     async def join(self):
         s = self.s
-        self.led.show("joining")
-        result = await wifi.join(s["ssid"], s["password"], s["join_timeout"])
-        print("wifi:", result)
+        result = await self.connect(s["ssid"], s["password"])
         if result == wifi.CONNECTED:
             self.join_attempts = 0
             return ONLINE

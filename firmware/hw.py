@@ -89,6 +89,15 @@ def listen_addr(port):
     return ("127.0.0.1", remap(port)) if remap else ("0.0.0.0", port)
 
 
+def url_host(ip, port):
+    """What a phone's browser puts in the Host header to reach our (ip, port): the
+    virtual board is reached on its loopback port."""
+    remap = getattr(network, "loopback_port", None)
+    if remap:
+        return "127.0.0.1:%d" % remap(port)
+    return ip if port == 80 else "%s:%d" % (ip, port)
+
+
 def peer_addr(ip, port):
     remap = getattr(network, "loopback_port", None)
     return (ip, remap(port)) if remap else (ip, port)

@@ -154,6 +154,13 @@ firmware_sources() {
         sed 's|^\./||' | LC_ALL=C sort)
 }
 
+# Files other modules read at run time ('pairing/portal.html'): copied as they are,
+# into the ROM partition with --romfs.
+firmware_assets() {
+    (cd "$firmware_dir" && find . -type f -name '*.html' -not -path '*/__pycache__/*' |
+        sed 's|^\./||' | LC_ALL=C sort)
+}
+
 # What build() puts at the top of its output dir: boot.py, main.py, top-level
 # modules as .mpy and package directories (copied recursively by mpremote).
 top_level_entries() {
@@ -195,6 +202,10 @@ build() {
                 run "$mpy_cross" -s "$loaded_from$rel_mpy" -o "$out/$rel_mpy" "$firmware_dir/$rel" ;;
         esac
     done < <(firmware_sources)
+    while IFS= read -r rel; do
+        run mkdir -p "$out/$(dirname "$rel")"
+        run cp "$firmware_dir/$rel" "$out/$rel"
+    done < <(firmware_assets)
 }
 
 # ---------------------------------------------------------------- build-only

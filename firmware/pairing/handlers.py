@@ -1,26 +1,92 @@
-# GET /device and POST /ap as pure functions: request in, (status, body, pairing) out.
+# What the pairing server answers, as pure functions: a Request in, a Reply out.
+# The seed's exchange (GET /device, POST /ap with JSON) for apps, byte for byte; the
+# captive portal (a page at /, redirects for the phones' connectivity probes) for a
+# person with a browser.
 import jsonobj
-from pairing.http import error_body
+from pairing import http, portal
+from pairing.http import HTML, error_body
 
 OK = b'{"error":0}'
+# where each phone OS looks for the internet; anything but the expected answer opens
+# the portal (Android, Apple, Windows, Firefox)
+_PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html",
+           "/connecttest.txt", "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt")
 
 
-def handle(method, path, body, s):
-    """Answer one request with settings `s`. `pairing` is the validated POST /ap
-    (a dict) when the device should go and join, else None."""
+class Reply:
+    """status, body (bytes, or an iterator of chunks for a page streamed from flash),
+    content type, extra header lines, and the validated POST /ap (pairing) if any."""
+
+    def __init__(self, status, body, content_type=http.JSON, headers="", pairing=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.pairing = pairing
+
+
+class Context:
+    """What the answers depend on besides the request: the settings, the portal's
+    host[:port] on the soft-AP (None on the LAN: no captive redirects there), the
+    scanned networks, the last attempt's outcome, and the POST /ap accepted so far."""
+
+    def __init__(self, s, portal=None, networks=(), notice=None):
+        self.s = s
+        self.portal = portal
+        self.networks = networks
+        self.notice = notice
+        self.accepted = None
+
+
+def handle(req, ctx):
+    path = req.path
     if path == "/device":
-        if method != "GET":
-            return 405, error_body(405, "use GET"), None
-        return 200, device_body(s), None
+        if req.method not in ("GET", "HEAD"):
+            return _not_allowed("GET, HEAD")
+        return Reply(200, device_body(ctx.s))
     if path == "/ap":
-        if method != "POST":
-            return 405, error_body(405, "use POST"), None
+        if req.method != "POST":
+            return _not_allowed("POST")
+        return _post_ap(req, ctx)
+    where = ctx.portal
+    if where and (path in _PROBES or (req.host and req.host.split(":")[0] != where.split(":")[0])):
+        # a phone asking for the internet, or any name the portal's DNS sent here
+        return Reply(302, b"", http.HTML, "Location: http://%s/\r\n" % where)
+    if path == "/":
+        if req.method not in ("GET", "HEAD"):
+            return _not_allowed("GET, HEAD")
         try:
-            pairing = parse_ap(body)
-        except ValueError as e:
-            return 400, error_body(400, e.args[0]), None
-        return 200, OK, pairing
-    return 404, error_body(404, "no such path"), None
+            query = http.form(req.query)
+        except ValueError:  # not ours (UnicodeError is one too): the page without prefills
+            query = {}
+        return Reply(200, portal.page(ctx.s, ctx.networks, ctx.notice, query), HTML)
+    return Reply(404, error_body(404, "no such path"))
+
+
+def _not_allowed(allow):
+    return Reply(405, error_body(405, "use " + allow.split(",")[0]), http.JSON, "Allow: %s\r\n" % allow)
+
+
+def _post_ap(req, ctx):
+    # a browser (the portal's form) gets pages, an app the seed's JSON
+    try:
+        pairing = parse_ap(req.body.strip())
+    except ValueError as e:
+        return _refused(req, 400, e.args[0])
+    if ctx.accepted is not None and ctx.accepted != pairing:
+        # two phones, or a second tap: the first valid POST /ap wins, and a retry of it
+        # is answered as it was
+        return _refused(req, 409, "already pairing")
+    ctx.accepted = pairing
+    if req.html:
+        return Reply(200, portal.joining(ctx.s, pairing["ssid"]), HTML, pairing=pairing)
+    return Reply(200, OK, pairing=pairing)
+
+
+def _refused(req, status, reason):
+    if req.html:
+        return Reply(status, portal.refused(reason), HTML)
+    return Reply(status, error_body(status, reason))
 
 
 def device_body(s):
@@ -35,13 +101,19 @@ def parse_ap(body):
     """Validate a POST /ap body (JSON whatever the Content-Type says, or a form).
     Returns {ssid, password[, server, port, token]}; raises ValueError(reason)."""
     d = _decode(body)
-    ssid = d.get("ssid", d.get("SSID"))
+    ssid = d.get("hidden") or d.get("ssid", d.get("SSID"))  # the portal's field for a hidden network
     if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
         raise ValueError("bad ssid")
     password = d.get("password", "")
-    if not (isinstance(password, str) and _password_ok(password)):
+    if not (isinstance(password, str) and password_ok(password)):
         raise ValueError("bad password")
     out: dict = {"ssid": ssid, "password": password}
+    server = d.get("server")  # the portal's "host" or "host:port"
+    if isinstance(server, str) and server:
+        host, _, port = server.rpartition(":") if ":" in server else (server, "", "")
+        d["serverName"] = host
+        if port:
+            d["port"] = port
     if "port" in d:
         out["port"] = _port(d["port"])
     if "serverName" in d:
@@ -49,48 +121,36 @@ def parse_ap(body):
         if not (isinstance(server, str) and _host_ok(server)):
             raise ValueError("bad serverName")
         out["server"] = server
-    if "token" in d:
-        token = d["token"]
+    token = d.get("token")
+    if token is not None and token != "":
         if not (isinstance(token, str) and len(token) == 40 and _only(token, _digit_or_lower)):
             raise ValueError("bad token")
         out["token"] = token
     return out
 
 
+def password_ok(p):
+    """A Wi-Fi passphrase as routers take it: 8..63 bytes of UTF-8 without control
+    characters, 64 hex digits (a raw PSK), or empty for an open network. The same
+    rule for AP mode, the portal and touch mode."""
+    n = len(p.encode())
+    if n == 0:
+        return True
+    if n == 64 and len(p) == 64:
+        return _only(p, _hex_digit)
+    return 8 <= n <= 63 and _only(p, _not_control)
 
 
 def _decode(body):
-    body = body.strip()
     if body.startswith(b"{"):
         try:
             return jsonobj.loads(body)
         except ValueError:
             raise ValueError("bad json")
     try:
-        return _form(body.decode())
+        return http.form(body.decode())
     except (ValueError, IndexError):
         raise ValueError("bad body")
-
-
-def _form(text):
-    # application/x-www-form-urlencoded, as a browser form sends it
-    d = {}
-    for pair in text.split("&"):
-        key, value = pair.split("=", 1)
-        d[_unquote(key)] = _unquote(value)
-    return d
-
-
-def _unquote(text):
-    raw = bytearray()
-    parts = text.replace("+", " ").split("%")
-    raw.extend(parts[0].encode())
-    for part in parts[1:]:
-        if len(part) < 2 or not _only(part[:2], _hex_digit):
-            raise ValueError
-        raw.append(int(part[:2], 16))
-        raw.extend(part[2:].encode())
-    return bytes(raw).decode()
 
 
 def _only(text, test):
@@ -112,22 +172,12 @@ def _host_char(c):
     return _digit_or_lower(c) or "A" <= c <= "Z" or c == "-"
 
 
-def _printable(c):
-    return " " <= c <= "~"
-
-
-def _password_ok(p):
-    n = len(p)
-    if n == 0:  # open network
-        return True
-    if n == 64:  # a raw PSK
-        return _only(p, _hex_digit)
-    # WPA passphrases are printable ASCII
-    return 8 <= n <= 63 and _only(p, _printable)
+def _not_control(c):
+    return c >= " " and c != "\x7f"
 
 
 def _port(v):
-    if isinstance(v, str) and v.isdigit():
+    if isinstance(v, str) and http.digits(v):
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
         raise ValueError("bad port")
@@ -140,7 +190,7 @@ def _host_ok(host):
     labels = host.split(".")
     if _only(host, lambda c: c == "." or "0" <= c <= "9"):
         # all digits: must be a dotted IPv4 literal
-        return len(labels) == 4 and all(l.isdigit() and int(l) <= 255 and len(l) <= 3 for l in labels)
+        return len(labels) == 4 and all(http.digits(l) and int(l) <= 255 and len(l) <= 3 for l in labels)
     for label in labels:
         if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-" or not _only(label, _host_char):
             return False

@@ -2,19 +2,25 @@
 # No sockets here, so the same code is tested under CPython and on the MicroPython VM.
 from micropython import const
 
-MAX_HEAD = const(1024)  # request line + headers; phones send ~250 bytes
-MAX_BODY = const(512)  # POST /ap bodies are ~100 bytes
+MAX_HEAD = const(1024)  # request line + headers; phones send ~250 bytes, browsers ~500
+MAX_BODY = const(512)  # POST /ap bodies are ~100 bytes, a portal form ~200
 
 REASONS = {
     200: "OK",
+    204: "No Content",
+    302: "Found",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    409: "Conflict",
     413: "Payload Too Large",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
 
 
 class HTTPError(Exception):
@@ -25,11 +31,26 @@ class HTTPError(Exception):
         self.reason = reason
 
 
+class Request:
+    """One request: method, path, query (the part after "?", or ""), host (the Host
+    header, or ""), body (bytes), keep_alive, html (a browser: Accept names text/html)."""
+
+    def __init__(self, method, target, host, body, keep_alive, html=False):
+        self.method = method
+        path, _, self.query = target.partition("?")
+        self.path = path
+        self.host = host
+        self.body = body
+        self.keep_alive = keep_alive
+        self.html = html
+
+
 class Parser:
     """Feed bytes as they arrive; take complete requests with next_request()."""
 
     def __init__(self):
         self.buf = b""
+        self.wants_continue = False  # the head asked "Expect: 100-continue" and the body is due
 
     def feed(self, data):
         self.buf += data
@@ -39,8 +60,8 @@ class Parser:
         return len(self.buf) > 0
 
     def next_request(self):
-        """The next complete request as (method, path, body, keep_alive), or None
-        until more bytes arrive. Raises HTTPError for a request that cannot be framed."""
+        """The next complete Request, or None until more bytes arrive. Raises
+        HTTPError for a request that cannot be framed."""
         buf = self.buf
         end, sep = _head_end(buf)
         if end < 0:
@@ -49,14 +70,16 @@ class Parser:
             return None
         if end > MAX_HEAD:
             raise HTTPError(431, "headers too large")
-        method, path, keep_alive, length = _parse_head(buf[:end])
+        method, target, host, keep_alive, length, expect, html = _parse_head(buf[:end])
         if length > MAX_BODY:
             raise HTTPError(413, "body too large")
         start = end + sep
         if len(buf) < start + length:
+            self.wants_continue = expect
             return None
+        self.wants_continue = False
         self.buf = buf[start + length:]
-        return method, path, buf[start:start + length], keep_alive
+        return Request(method, target, host, buf[start:start + length], keep_alive, html)
 
 
 def _head_end(buf):
@@ -78,6 +101,8 @@ def _parse_head(head):
         raise HTTPError(400, "bad version")
     keep_alive = version != "HTTP/1.0"
     length = 0
+    host = ""
+    expect = html = False
     for line in lines[1:]:
         parts = line.split(":", 1)
         if len(parts) != 2:
@@ -85,30 +110,81 @@ def _parse_head(head):
         name = parts[0].strip().lower()
         value = parts[1].strip()
         if name == "content-length":
-            if not value.isdigit():
+            if not digits(value):
                 raise HTTPError(400, "bad content-length")
             length = int(value)
+        elif name == "host":
+            host = value
         elif name == "transfer-encoding":
             raise HTTPError(400, "chunked body not supported")
+        elif name == "expect":
+            expect = value.lower() == "100-continue"
+        elif name == "accept":
+            html = "text/html" in value
         elif name == "connection":
             value = value.lower()
             if value == "close":
                 keep_alive = False
             elif value == "keep-alive":
                 keep_alive = True
-    return method, target.split("?")[0], keep_alive, length
+    return method, target, host, keep_alive, length, expect, html
 
 
-def response(status, body, keep_alive=True):
-    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: %s\r\nContent-Length: %d\r\n\r\n" % (
+def digits(text):
+    # ASCII digits only: str.isdigit() takes "²" and other Unicode digits
+    if not text or len(text) > 9:
+        return False
+    for c in text:
+        if not "0" <= c <= "9":
+            return False
+    return True
+
+
+def head(status, length=None, keep_alive=True, content_type=JSON, headers=""):
+    """A response head; `length` None: the body ends when the connection closes."""
+    return ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: %s\r\n%s\r\n" % (
         status,
         REASONS[status],
-        "keep-alive" if keep_alive else "close",
-        len(body),
-    )
-    return head.encode() + body
+        content_type,
+        headers,
+        "keep-alive" if keep_alive and length is not None else "close",
+        "" if length is None else "Content-Length: %d\r\n" % length,
+    )).encode()
+
+
+def response(status, body, keep_alive=True, content_type=JSON, headers=""):
+    return head(status, len(body), keep_alive, content_type, headers) + body
 
 
 def error_body(status, reason):
     # reasons are our own constant texts: nothing from the request is echoed
     return ('{"error":%d,"reason":"%s"}' % (status, reason)).encode()
+
+
+def form(text):
+    """application/x-www-form-urlencoded (a form body, a query string) -> dict."""
+    d = {}
+    if text:
+        for pair in text.split("&"):
+            key, value = pair.split("=", 1)  # ValueError without one
+            d[_unquote(key)] = _unquote(value)
+    return d
+
+
+def _unquote(text):
+    raw = bytearray()
+    parts = text.replace("+", " ").split("%")
+    raw.extend(parts[0].encode())
+    for part in parts[1:]:
+        if len(part) < 2 or not _hex2(part):
+            raise ValueError("bad escape")
+        raw.append(int(part[:2], 16))
+        raw.extend(part[2:].encode())
+    return bytes(raw).decode()
+
+
+def _hex2(part):
+    for c in part[:2]:
+        if not ("0" <= c <= "9" or "a" <= c <= "f" or "A" <= c <= "F"):
+            return False
+    return True

@@ -7,95 +7,103 @@
 import asyncio
 import select
 import socket
+import time
 
 from micropython import const
 
 import hw
-import settings
+import wifi
+from pairing import handlers
 from pairing.esptouch import Decoder, ack
-from pairing.mode import join
-from pairing.server import Server
+from pairing.server import SWITCH, Server, readable
 
 _TOUCH_PORT = const(7001)
 _ACK_PORT = const(18266)
 _LISTEN_MS = const(120000)  # for a broadcast: a phone app sends for 45 s, people are slower
 _EXCHANGE_MS = const(60000)  # after the ack, for the phone's GET /device + POST /ap
 _ACKS = const(30)  # one every 100 ms
-_STEP_MS = const(200)
 
 
-async def run(app):
-    """The POST /ap of the phone that touched us, or None: when it never came (the
-    touched network is saved by then), or with app.switch set, back to AP mode, on a
-    press or when there is no receiver, no broadcast in time, or the touched network
-    cannot be joined."""
+async def run(app, commit):
+    """What mode.run acts on: the POST /ap made on the LAN (a dict), server.CLOSED
+    when none came (the touched network is saved by then), SWITCH on a press, or why
+    touch mode gave up (a str: back to AP mode). `commit` is mode.commit."""
     s = app.s
     # the receiver hears only the LAN of the saved network
-    if not (s["ssid"] and await join(app, s["ssid"], s["password"])):
+    if not (s["ssid"] and await app.connect(s["ssid"], s["password"]) == wifi.CONNECTED):
         print("touch: unavailable (no network to listen on)")
         app.led.show("failed")  # the press was heard; this device cannot do it here
         await asyncio.sleep_ms(2000)
-        return _back(app)
+        return "touch mode needs the device on a network first"
     print("touch: listening on the LAN")
     app.led.show("touch")
     got = await _listen(app)
-    if not got:
-        print("touch: switched" if app.switch else "touch: no broadcast")
-        return _back(app)
+    if not isinstance(got, tuple):
+        return got
     ssid, password, phone_ip, total_len = got
     print("touch: got", ssid)
-    if not await join(app, ssid, password):
-        app.failed = True
-        return _back(app)  # nothing saved
-    settings.apply_pairing(s, {"ssid": ssid, "password": password})
-    settings.save(s)  # a phone that only does ESP-Touch stops at the ack: keep what works
-    print("touch: saved")
+    failure = await commit(app, {"ssid": ssid, "password": password}, False)
+    if failure:
+        return failure  # nothing saved
+    # a phone that only does ESP-Touch stops at the ack: the touched network is saved
     acking = asyncio.create_task(_ack(phone_ip, ack(total_len, hw.mac(), hw.sta().ifconfig()[0])))
-    pairing = await _exchange(app)  # the phone starts it on the first ack
+    server = Server(handlers.Context(s))
+    try:
+        await server.start(*hw.listen_addr(s["http_port"]))
+        print("touch: http on", hw.sta().ifconfig()[0])
+        app.led.show("pairing")
+        got = await server.until_paired(app, _EXCHANGE_MS)  # the phone starts it on the first ack
+    finally:
+        await server.stop()
     await acking  # all 30 acks, even to a phone that already heard one
-    return pairing
-
-
-def _back(app):
-    app.switch = True  # to AP mode
-    return None
+    return got
 
 
 async def _listen(app):
+    """(ssid, password, phone ip, total length), SWITCH, or why nothing came (a str)."""
     decoder = Decoder()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    heard = 0
     try:
         sock.bind(socket.getaddrinfo(*hw.listen_addr(_TOUCH_PORT))[0][-1])
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        waited = 0
-        while not _drain(poller, sock, decoder):
+        t0 = time.ticks_ms()
+        while True:
+            while readable(poller):
+                # only the length matters, and readinto() would wait to fill the buffer
+                # from several datagrams: recv() them one at a time
+                heard += 1
+                if decoder.feed(len(sock.recv(600))):
+                    return _credentials(decoder)
+            if app.take_press():
+                print("touch: switched")
+                return SWITCH
+            if time.ticks_diff(time.ticks_ms(), t0) >= _LISTEN_MS:
+                break
             # datagrams come every 8 ms and the ESP8266 keeps one (modlwip.c:441): a
             # datagram is lost when two arrive within one pass; the phone repeats them
             await asyncio.sleep_ms(5)
-            waited += 5
-            if app.switch or waited >= _LISTEN_MS:
-                return None
     finally:
         sock.close()
+    if not heard:
+        print("touch: no broadcast")
+        return "no ESP-Touch broadcast was heard"
+    print("touch: heard %d, incomplete" % heard)
+    return "an ESP-Touch broadcast was heard (%d datagrams) but not all of it" % heard
+
+
+def _credentials(decoder):
     try:
-        return decoder.ssid.decode(), decoder.password.decode(), decoder.phone_ip, decoder.total_len
+        ssid, password = decoder.ssid.decode(), decoder.password.decode()
     except UnicodeError:
         print("touch: credentials are not UTF-8")
-        return None
+        return "the touched network's name or password is not UTF-8"
+    if not handlers.password_ok(password):  # the rule POST /ap applies
+        print("touch: bad password")
+        return "the touched password is not a Wi-Fi password (8 to 63 bytes)"
+    return ssid, password, decoder.phone_ip, decoder.total_len
 
-
-def _drain(poller, sock, decoder):
-    """Feed every waiting datagram's length; True once decoded."""
-    while True:
-        for _ in poller.ipoll(0):  # one entry per ready socket, not per datagram
-            break
-        else:
-            return False
-        # only the length matters, and readinto() would wait to fill the buffer from
-        # several datagrams: recv() them one at a time
-        if decoder.feed(len(sock.recv(600))):
-            return True
 
 
 async def _ack(phone_ip, data):
@@ -111,23 +119,3 @@ async def _ack(phone_ip, data):
     finally:
         sock.close()
     print("touch: acked", phone_ip)
-
-
-async def _exchange(app):
-    server = Server(app.s)
-    try:
-        await server.start(*hw.listen_addr(app.s["http_port"]))
-        print("touch: http on", hw.sta().ifconfig()[0])
-        app.led.show("pairing")
-        waited = 0
-        while not server.pairing:
-            await asyncio.sleep_ms(_STEP_MS)
-            waited += _STEP_MS
-            if app.switch:
-                return None
-            if waited >= _EXCHANGE_MS:
-                return None
-        await asyncio.sleep_ms(300)  # let {"error":0} leave
-    finally:
-        await server.stop()
-    return server.pairing

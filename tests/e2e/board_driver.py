@@ -5,6 +5,8 @@ import sys
 
 from esplink.board.process import BoardProcess as Board  # noqa: F401  (the tests' name for it)
 
+HOME = {"home": "secret-home-pw", "office": "office-pw-123"}  # the virtual access points
+
 
 def esplink(*args, timeout=30):
     return subprocess.run([sys.executable, "-m", "esplink.cli", *args],

@@ -1,8 +1,6 @@
 import pytest
 
-from board_driver import Board
-
-HOME = {"home": "secret-home-pw", "office": "office-pw-123"}
+from board_driver import HOME, Board
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import HOME
+from board_driver import HOME
+
 from esplink.cloud import certs, server, store
 from esplink.cloud.client import Client
-from esplink.pair import pair_ap
+from esplink.phone import pair_ap
 
 CHIPS = ["esp8266", "esp32"]
 

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from board_driver import esplink
-from conftest import HOME
+from board_driver import HOME, esplink
 from esplink.cloud import certs, server, store
 from esplink.cloud.client import Client
-from esplink.pair import pair_ap
+from esplink.phone import pair_ap
 
 LED_OFF = b'{"deliver_to_device": true, "get": {"action": "LED_OFF"}, "meta": {}, "method": "GET", "nonce": 11, "path": "/v1/device/rpc/"}'
 LED_ON = b'{"deliver_to_device": true, "get": {"action": "LED_ON"}, "meta": {}, "method": "GET", "nonce": 12, "path": "/v1/device/rpc/"}'

@@ -6,8 +6,7 @@ import socket
 import threading
 import time
 
-from board_driver import esplink
-from conftest import HOME
+from board_driver import HOME, esplink
 from esplink import touch
 
 
@@ -50,7 +49,7 @@ def test_touch_on_the_lan_re_pairs_with_the_cli(board):
 
     board.expect(r"^touch: got office$")
     board.expect(r"^wifi: connected")
-    board.expect(r"^touch: saved")
+    board.expect(r"^pairing: saved")  # the touched network, before the ack
     board.expect(r"^touch: http on 127\.0\.0\.1")
     board.expect(r"^touch: acked 127\.0\.0\.1")
     board.expect(r"^pairing: saved")
@@ -145,3 +144,15 @@ def test_touched_wrong_password_back_to_ap_mode_nothing_saved(board):
     board.expect(r"^led: failed")
     assert board.settings() == before
     assert "not-the-password" not in board.log()
+
+
+def test_a_sender_without_the_bssid_pairs_too(board):
+    # older apps leave the BSSID out of the broadcast: the decoder takes both layouts
+    to_pairing(board)
+    board.press()
+    board.expect(r"^touch: listening on the LAN")
+    done = pair_touch(board, "office", HOME["office"], "--no-bssid")
+    assert done.returncode == 0, done.stdout + done.stderr
+    board.expect(r"^touch: got office$")
+    board.expect(r"^pairing: saved")
+    assert board.settings()["ssid"] == "office"

@@ -2,20 +2,30 @@
 # Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
 import json
 
-from pairing.handlers import OK, handle
-from pairing.http import Parser, error_body, response
+from pairing.handlers import OK, Context, handle
+from pairing.http import Parser, Request, error_body, response
 
 S = {
     "deviceid": "100000788a",
     "apikey": "4b21ebbe-8870-4d4a-93f2-7c6cfeff5fea",
     "chipid": "0a1b2c3d",
+    "ap_ssid": "",
 }
 PW = "s3cret-pw"
 TOKEN = "0123456789abcdefghijklmnopqrstuvwxyz0123"  # 40 of [0-9a-z]
 
 
-def post(body):
-    return handle("POST", "/ap", body, S)
+def call(method, target, body=b"", host="10.10.7.1", ctx=None, html=False):
+    return handle(Request(method, target, host, body, True, html), ctx or Context(S, "10.10.7.1"))
+
+
+def triple(reply):
+    body = reply.body if isinstance(reply.body, bytes) else b"".join(reply.body)
+    return reply.status, body, reply.pairing
+
+
+def post(body, html=False):
+    return triple(call("POST", "/ap", body, html=html))
 
 
 def accepted(fields):
@@ -26,10 +36,13 @@ def accepted(fields):
 
 
 def rejected(fields, reason):
-    """POST fields (a dict, or raw body bytes) that must get a 400 `reason`, echoing no secret."""
+    """POST fields (a dict, or raw body bytes) that must get a 400 `reason`, echoing no secret:
+    an app gets the JSON error; a browser (the portal's form) a page that says what to do."""
     raw = fields if isinstance(fields, bytes) else json.dumps(fields).encode()
     status, body, pairing = post(raw)
     assert (status, body, pairing) == (400, error_body(400, reason), None), (raw, body)
+    status, body, pairing = post(raw, html=True)
+    assert (status, pairing) == (400, None) and body.startswith(b"<!doctype html>"), (raw, body)
     if not isinstance(fields, bytes):
         for key in ("password", "token"):
             secret = fields.get(key)
@@ -49,26 +62,35 @@ DEVICE = b'{"deviceid":"100000788a","apikey":"4b21ebbe-8870-4d4a-93f2-7c6cfeff5f
 
 
 def test_get_device_body_exact_bytes():
-    assert handle("GET", "/device", b"", S) == (200, DEVICE, None)
+    assert triple(call("GET", "/device")) == (200, DEVICE, None)
 
 
 def test_get_device_on_the_wire():
     # the seed's request in, the seed's response out, with the true Content-Length
     p = Parser()
     p.feed(b"GET /device HTTP/1.1\r\nHost: 10.10.7.1\r\nConnection: Keep-Alive\r\n\r\n")
-    method, path, body, keep_alive = p.next_request()
-    status, body, _ = handle(method, path, body, S)
-    assert response(status, body, keep_alive) == (
+    req = p.next_request()
+    reply = handle(req, Context(S, "10.10.7.1"))
+    assert response(reply.status, reply.body, req.keep_alive) == (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
         b"Content-Length: 109\r\n\r\n" + DEVICE
     )
     assert len(DEVICE) == 109
 
 
-def test_unknown_path_404_wrong_method_405():
-    assert handle("GET", "/nope", b"", S) == (404, b'{"error":404,"reason":"no such path"}', None)
-    assert handle("POST", "/device", b"", S) == (405, b'{"error":405,"reason":"use GET"}', None)
-    assert handle("GET", "/ap", b"", S) == (405, b'{"error":405,"reason":"use POST"}', None)
+def test_unknown_path_404_wrong_method_405_with_allow():
+    assert triple(call("GET", "/nope")) == (404, b'{"error":404,"reason":"no such path"}', None)
+    reply = call("POST", "/device")
+    assert triple(reply) == (405, b'{"error":405,"reason":"use GET"}', None)
+    assert reply.headers == "Allow: GET, HEAD\r\n"
+    reply = call("GET", "/ap")
+    assert triple(reply) == (405, b'{"error":405,"reason":"use POST"}', None) and reply.headers == "Allow: POST\r\n"
+    assert call("PUT", "/").headers == "Allow: GET, HEAD\r\n"
+
+
+def test_head_is_answered_where_get_is():
+    assert triple(call("HEAD", "/device"))[:2] == (200, DEVICE)  # the server leaves the body out
+    assert call("HEAD", "/").status == 200
 
 
 # --- POST /ap: the body styles real clients send -------------------------------------
@@ -99,6 +121,9 @@ def test_absent_password_is_an_open_network():
 
 def test_form_body():
     assert post(b"ssid=my+wifi&password=p%40ssw0rd!") == (200, OK, {"ssid": "my wifi", "password": "p@ssw0rd!"})
+    status, body, pairing = post(b"ssid=my+wifi&password=p%40ssw0rd!", html=True)
+    assert (status, pairing) == (200, {"ssid": "my wifi", "password": "p@ssw0rd!"})
+    assert b"Joining my wifi" in body and b"p@ssw0rd" not in body  # the portal's answer: a page
     assert post(b"ssid=caf%C3%A9&password=")[2] == {"ssid": "caf\u00e9", "password": ""}
     rejected(b"ssid=a&password=%zz345678", "bad body")
     rejected(b"ssid=a&password", "bad body")
@@ -132,9 +157,12 @@ def test_ssid_length_in_utf8_bytes():
 
 
 def test_password_rules():
-    for pw in ("", "a" * 8, "a" * 63, "0123456789abcdefABCDEF" * 2 + "0" * 20, "with space~!"):
+    # 8..63 bytes of UTF-8 (as routers take them), 64 hex digits, or empty; the same rule in touch mode
+    for pw in ("", "a" * 8, "a" * 63, "0123456789abcdefABCDEF" * 2 + "0" * 20, "with space~!",
+               "\u5bc6\u780112345678", "\u5bc6\u7801\u5bc6\u78011", "\u00e9" * 31 + "a"):
         assert accepted(creds(password=pw))["password"] == pw
-    for pw in ("a" * 7, "g" * 64, "a" * 65, "1234567\x01", "1234567\x7f", 12345678):
+    for pw in ("a" * 7, "g" * 64, "a" * 65, "1234567\x01", "1234567\x7f", 12345678, "\u5bc6\u78011",
+               "\u00e9" * 32, "\u00e9" * 64):
         rejected(creds(password=pw), "bad password")
 
 
@@ -195,3 +223,70 @@ def test_errors_never_echo_secrets():
         status, body, pairing = post(json.dumps(fields).encode())
         assert status == 400 and pairing is None
         assert PW.encode() not in body and TOKEN.encode() not in body and TOKEN.upper().encode() not in body
+
+
+# --- the captive portal --------------------------------------------------------------
+
+
+def test_phone_probes_and_foreign_hosts_go_to_the_portal():
+    for path in ("/generate_204", "/gen_204", "/hotspot-detect.html", "/connecttest.txt", "/ncsi.txt",
+                 "/canonical.html", "/success.txt", "/library/test/success.html"):
+        reply = call("GET", path)
+        assert (reply.status, reply.headers) == (302, "Location: http://10.10.7.1/\r\n"), path
+    for host in ("connectivitycheck.gstatic.com", "captive.apple.com", "example.com:80"):
+        reply = call("GET", "/anything?x=1", host=host)
+        assert (reply.status, reply.headers) == (302, "Location: http://10.10.7.1/\r\n"), host
+    assert call("GET", "/", host="10.10.7.1:80").status == 200
+    # apps keep the seed's exchange whatever Host they send
+    assert call("GET", "/device", host="device.local").status == 200
+
+
+def test_no_redirects_on_the_lan():
+    # touch mode serves the same handlers on the LAN address: no captive portal there
+    ctx = Context(S)
+    assert call("GET", "/generate_204", host="192.168.1.7", ctx=ctx).status == 404
+    assert call("GET", "/", host="192.168.1.7", ctx=ctx).status == 200
+
+
+def page(ctx, target="/"):
+    reply = call("GET", target, ctx=ctx)
+    assert reply.status == 200 and reply.content_type.startswith("text/html")
+    return b"".join(reply.body).decode()
+
+
+def test_the_page_lists_networks_escaped_and_prefills_the_cloud_fields():
+    networks = [("home", -48), ('<script>alert("x")</script>', -70), ("far away", -88)]
+    text = page(Context(S, "10.10.7.1", networks), "/?server=cloud.example%3A8443&token=" + TOKEN)
+    assert "100000788a" in text and text.startswith("<!doctype html>") and text.rstrip().endswith("</html>")
+    assert '<option value="home">home (strong)</option>' in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; (fair)" in text and "<script>" not in text
+    assert "far away (weak)" in text
+    assert text.index("home") < text.index("far away")
+    assert 'value="cloud.example:8443"' in text and 'value="%s"' % TOKEN in text and "<details open>" in text
+    assert "@" not in "".join(line for line in text.splitlines() if line.startswith("@"))
+
+
+def test_the_page_without_networks_and_with_the_last_outcome():
+    text = page(Context(S, "10.10.7.1", [], 'could not join "home": wrong password'))
+    assert "no network found" in text
+    assert "Last attempt: could not join &quot;home&quot;: wrong password" in text
+    assert "<details>" in text  # nothing to prefill: folded
+    assert page(Context(S, "10.10.7.1"), "/?%zz").count("<form") == 1  # a query not ours: ignored
+
+
+def test_the_portal_form_fields():
+    body = b"ssid=home&hidden=&password=s3cret-pw&server=cloud.example%3A8443&token=" + TOKEN.encode()
+    assert post(body)[2] == {"ssid": "home", "password": PW, "server": "cloud.example", "port": 8443, "token": TOKEN}
+    assert post(b"ssid=home&hidden=secret+net&password=&server=&token=")[2] == {"ssid": "secret net", "password": ""}
+    assert post(b"ssid=home&password=&server=10.0.0.2")[2] == {"ssid": "home", "password": "", "server": "10.0.0.2"}
+    rejected(b"ssid=home&password=&server=cloud.example%3A99999", "bad port")
+
+
+def test_the_first_post_wins():
+    ctx = Context(S, "10.10.7.1")
+    first = json.dumps(creds()).encode()
+    assert triple(call("POST", "/ap", first, ctx=ctx))[0] == 200
+    assert triple(call("POST", "/ap", first, ctx=ctx))[:2] == (200, OK)  # the same again: a retry
+    other = json.dumps(creds(ssid="office")).encode()
+    assert triple(call("POST", "/ap", other, ctx=ctx)) == (409, error_body(409, "already pairing"), None)
+    assert ctx.accepted["ssid"] == "home"

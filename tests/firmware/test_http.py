@@ -1,6 +1,6 @@
 # pairing/http.py: the sans-IO HTTP/1.1 parser and the response bytes.
 # Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
-from pairing.http import MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, response
+from pairing.http import CONTINUE, MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, form, head, response
 
 from check import raises
 
@@ -22,12 +22,22 @@ def feed_pieces(pieces):
         p.feed(piece)
         req = p.next_request()
         while req is not None:
-            got.append(req)
+            got.append(plain(req))
             req = p.next_request()
     return got, p
 
 
+def plain(req):
+    return req.method, req.path, req.body, req.keep_alive
+
+
 def parse(data):
+    p = Parser()
+    p.feed(data)
+    return plain(p.next_request())
+
+
+def request(data):
     p = Parser()
     p.feed(data)
     return p.next_request()
@@ -64,7 +74,7 @@ def test_get_fed_one_byte_at_a_time():
         assert p.next_request() is None
         assert p.pending()
     p.feed(GET[-1:])
-    assert p.next_request() == ("GET", "/device", b"", True)
+    assert plain(p.next_request()) == ("GET", "/device", b"", True)
     assert not p.pending()
 
 
@@ -85,14 +95,14 @@ def test_post_body_arriving_in_pieces():
     p.feed(body[:5])
     assert p.next_request() is None
     p.feed(body[5:])
-    assert p.next_request() == ("POST", "/ap", BODY, True)
+    assert plain(p.next_request()) == ("POST", "/ap", BODY, True)
 
 
 def test_pipelined_requests_in_one_feed():
     p = Parser()
     p.feed(GET + POST)
-    assert p.next_request() == ("GET", "/device", b"", True)
-    assert p.next_request() == ("POST", "/ap", BODY, True)
+    assert plain(p.next_request()) == ("GET", "/device", b"", True)
+    assert plain(p.next_request()) == ("POST", "/ap", BODY, True)
     assert p.next_request() is None
     assert not p.pending()
 
@@ -171,7 +181,7 @@ def test_body_over_max_is_413_before_it_arrives():
     p.feed(head.replace(b"%s", str(MAX_BODY).encode()))
     assert p.next_request() is None  # the largest body allowed: wait for it
     p.feed(b"x" * MAX_BODY)
-    assert len(p.next_request()[2]) == MAX_BODY
+    assert len(p.next_request().body) == MAX_BODY
 
 
 def test_invalid_utf8_in_request_line_is_400():
@@ -203,3 +213,43 @@ def test_response_connection_close():
 def test_error_body_exact_bytes():
     assert error_body(431, "headers too large") == b'{"error":431,"reason":"headers too large"}'
     assert error_body(404, "no such path") == b'{"error":404,"reason":"no such path"}'
+
+
+def test_host_and_query():
+    req = request(b"GET /?server=cloud.example%3A8443&token=abc HTTP/1.1\r\nHost: 10.10.7.1\r\n\r\n")
+    assert (req.path, req.query, req.host) == ("/", "server=cloud.example%3A8443&token=abc", "10.10.7.1")
+    assert form(req.query) == {"server": "cloud.example:8443", "token": "abc"}
+    assert request(b"GET /x HTTP/1.1\r\n\r\n").host == ""
+
+
+def test_form_decoding():
+    assert form("") == {}
+    assert form("ssid=Caf%C3%A9+bar&password=") == {"ssid": "Caf\u00e9 bar", "password": ""}
+    raises(ValueError, form, "ssid=a&flag")
+    raises(ValueError, form, "a=%zz")
+    raises(ValueError, form, "a=%4")
+    raises(UnicodeError, form, "a=%ff")
+
+
+def test_expect_100_continue_is_reported_until_the_body_arrives():
+    p = Parser()
+    p.feed(b"POST /ap HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n")
+    assert p.next_request() is None and p.wants_continue
+    p.feed(b"ssid=a")
+    assert p.next_request().body == b"ssid=a" and not p.wants_continue
+    assert CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def test_content_length_in_ascii_digits_only():
+    for value in ("\u00b2", "1\u0660", "+5", "-1", " ", "0x10", "1234567890"):
+        head_ = ("POST /ap HTTP/1.1\r\nContent-Length: %s\r\n\r\n" % value).encode()
+        assert status_of(head_) == 400, value
+
+
+def test_head_with_extra_headers_and_no_length():
+    assert head(302, 0, True, "text/html; charset=utf-8", "Location: http://10.10.7.1/\r\n") == (
+        b"HTTP/1.1 302 Found\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Location: http://10.10.7.1/\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+    # a body that ends when the connection closes: never keep-alive
+    assert head(200, None, True, "text/html; charset=utf-8") == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nConnection: close\r\n\r\n")

@@ -14,7 +14,7 @@ import time
 from typing import NamedTuple
 
 from esplink import CommandError
-from esplink.pair import pair_ap, split_hostport
+from esplink.phone import pair_ap, split_hostport
 
 DEFAULT_TARGET = ("255.255.255.255", 7001)
 ACK_PORT = 18266
@@ -39,22 +39,23 @@ def crc8(data):
     return crc
 
 
-def encode(ssid, password, bssid, phone_ip):
+def encode(ssid, password, bssid, phone_ip, omit_bssid=False):
     """The bytes the device collects, by index (esptouch.md's table): totalLen + 6 of them,
-    the bssid last. bssid None means unknown (00:00:00:00:00:00)."""
+    the bssid last. bssid None means unknown (00:00:00:00:00:00). omit_bssid: the
+    layout of senders that leave it out (older apps): totalLen bytes, index 3 zero."""
     ssid_bytes, password_bytes = ssid.encode(), password.encode()
     if not 1 <= len(ssid_bytes) <= 32:
         raise CommandError(f"the ssid must be 1..32 bytes of UTF-8, not {len(ssid_bytes)}")
     if len(password_bytes) > 64:
         raise CommandError(f"the password must be at most 64 bytes of UTF-8, not {len(password_bytes)}")
     # so len(ssid) + len(password) <= 96 and every index <= 110: under the limit of 127
-    bssid_bytes = parse_mac(bssid or UNKNOWN_BSSID)
+    bssid_bytes = b"" if omit_bssid else parse_mac(bssid or UNKNOWN_BSSID)
     try:
         ip_bytes = ipaddress.IPv4Address(phone_ip).packed
     except ValueError:
         raise CommandError(f"the phone ip {phone_ip!r} is not an IPv4 address")
     total_len = 9 + len(password_bytes) + len(ssid_bytes)
-    data = bytearray((total_len, len(password_bytes), crc8(ssid_bytes), crc8(bssid_bytes), 0))
+    data = bytearray((total_len, len(password_bytes), crc8(ssid_bytes), 0 if omit_bssid else crc8(bssid_bytes), 0))
     data += ip_bytes + password_bytes + ssid_bytes
     data[4] = functools.reduce(operator.xor, data)  # so the XOR over indices 0..totalLen-1 is 0
     return bytes(data + bssid_bytes)
@@ -74,27 +75,27 @@ def data_code(value, index):
             40 + ((crc & 0x0F) << 4 | value & 0x0F))
 
 
-def send_order(total_len):
+def send_order(total_len, omit_bssid=False):
     """Indices in the order they are sent: the header (0..4), then ip, password and ssid,
     with the six bssid indices inserted before ip[0] and then after every 3 data codes."""
     order = list(range(total_len))
-    for k in range(6):
+    for k in range(0 if omit_bssid else 6):
         order.insert(5 + 4 * k, total_len + k)  # past the end, insert() appends
     return order
 
 
-def data_lengths(ssid, password, bssid, phone_ip):
+def data_lengths(ssid, password, bssid, phone_ip, omit_bssid=False):
     """One round of the data codes, as datagram lengths in send order."""
-    data = encode(ssid, password, bssid, phone_ip)
-    return [length for index in send_order(data[0]) for length in data_code(data[index], index)]
+    data = encode(ssid, password, bssid, phone_ip, omit_bssid)
+    return [length for index in send_order(data[0], omit_bssid) for length in data_code(data[index], index)]
 
 
-def schedule(ssid, password, bssid, phone_ip, interval_ms=8, guide_ms=2000, data_ms=4000):
+def schedule(ssid, password, bssid, phone_ip, interval_ms=8, guide_ms=2000, data_ms=4000, omit_bssid=False):
     """Yields (t_ms, length) forever: one datagram every interval_ms, in cycles of guide_ms
     of the guide code then data_ms of the data codes. The data round resumes where the
     previous cycle left it, so every index gets sent even when data_ms is short.
     Pure: it neither sleeps nor sends. Validates its input at the call, not at next()."""
-    data = data_lengths(ssid, password, bssid, phone_ip)
+    data = data_lengths(ssid, password, bssid, phone_ip, omit_bssid)
     if not (interval_ms > 0 and guide_ms > 0 and data_ms > 0):
         raise CommandError("interval_ms, guide_ms and data_ms must be positive")
     return _timeline(data, interval_ms, math.ceil(guide_ms / interval_ms), math.ceil(data_ms / interval_ms))
@@ -118,7 +119,8 @@ def parse_ack(datagram, total_len):
 
 
 def pair_touch(ssid, password, bssid=None, target=DEFAULT_TARGET, phone_ip=None, ack_port=ACK_PORT,
-               device_port=80, server=None, token=None, send_s=45, listen_s=15, interval_ms=8, log=None):
+               device_port=80, server=None, token=None, send_s=45, listen_s=15, interval_ms=8, log=None,
+               omit_bssid=False):
     """Broadcasts for send_s, listens for the ack listen_s more, then pairs as in AP mode.
     phone_ip defaults to this host's address on the route to the target. log(line) hears
     progress. Returns (Ack, identity dict, reply dict). Raises CommandError on any failure."""
@@ -132,8 +134,8 @@ def pair_touch(ssid, password, bssid=None, target=DEFAULT_TARGET, phone_ip=None,
     phone_ip = phone_ip or _local_ip(target_ip, port, broadcast)
     if phone_ip is None:
         raise CommandError(f"cannot tell this host's IPv4 address towards {target_ip}: pass --phone-ip")
-    total_len = encode(ssid, password, bssid, phone_ip)[0]
-    timeline = schedule(ssid, password, bssid, phone_ip, interval_ms)
+    total_len = encode(ssid, password, bssid, phone_ip, omit_bssid)[0]
+    timeline = schedule(ssid, password, bssid, phone_ip, interval_ms, omit_bssid=omit_bssid)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
@@ -227,7 +229,8 @@ def cmd_touch(args):
     ack, identity, _ = pair_touch(
         args.ssid, args.password, args.bssid, split_hostport(args.target, DEFAULT_TARGET[1]),
         args.phone_ip, args.ack_port, args.device_port, args.server, args.token,
-        send_s=args.timeout, listen_s=args.listen, log=lambda line: print(line, flush=True))
+        send_s=args.timeout, listen_s=args.listen, log=lambda line: print(line, flush=True),
+        omit_bssid=args.no_bssid)
     print(f"device: deviceid={identity['deviceid']} chipid={identity['chipid']} apikey={identity['apikey']}")
     print(f"paired: the device is joining {args.ssid!r}")
     return 0

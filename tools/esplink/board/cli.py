@@ -1,4 +1,5 @@
 """`esplink board run` boots a virtual board; `esplink board press` presses its button."""
+import re
 import signal
 import sys
 from pathlib import Path
@@ -17,12 +18,23 @@ def _parse_wifi(items):
     return wifi
 
 
+def _parse_scan(items):
+    scan = []
+    for item in items or ():
+        ssid, sep, rssi = item.rpartition(":")
+        if not sep or not ssid or not re.fullmatch(r"-?\d+", rssi):
+            raise CommandError(f"--scan takes SSID:RSSI (e.g. home:-55), got {item!r}")
+        scan.append((ssid, int(rssi)))
+    return scan
+
+
 def cmd_run(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     options = deploy.Options(
         chip=args.chip, wifi=_parse_wifi(args.wifi), hosts=dict(deploy.parse_host(h) for h in args.host or ()),
         dns_delay_ms=args.dns_delay, http_port=args.http_port, touch_port=args.touch_port, ack_port=args.ack_port,
-        ntp_port=args.ntp_port, heap=args.heap, heap_probe=args.heap_probe, prelude=args.prelude)
+        ntp_port=args.ntp_port, dns_port=args.dns_port, scan=_parse_scan(args.scan), heap=args.heap,
+        heap_probe=args.heap_probe, prelude=args.prelude)
     deploy.heap_bytes(options.heap)  # a bad size fails before anything is written
     flash_dir = Path(args.flash)
     flash_dir.mkdir(parents=True, exist_ok=True)
@@ -31,7 +43,8 @@ def cmd_run(args):
     deploy.install_standins(flash_dir)
     o = options
     print(f"board: {o.chip} flash={flash_dir} http=127.0.0.1:{o.http_port} touch=127.0.0.1:{o.touch_port} "
-          f"ack->127.0.0.1:{o.ack_port} ntp->127.0.0.1:{o.ntp_port} heap={o.heap}", flush=True)
+          f"ack->127.0.0.1:{o.ack_port} ntp->127.0.0.1:{o.ntp_port} dns=127.0.0.1:{o.dns_port} heap={o.heap}",
+          flush=True)
     return process.boot_loop(flash_dir, options)
 
 
@@ -64,6 +77,11 @@ def register(subparsers):
                    help="loopback port the touch ack goes to, the phone's UDP 18266 (default: %(default)s)")
     p.add_argument("--ntp-port", type=int, default=123,
                    help="loopback port the board's NTP queries go to (default: %(default)s)")
+    p.add_argument("--dns-port", type=int, default=53,
+                   help="loopback port for the device's UDP 53, its captive-portal DNS (default: %(default)s)")
+    p.add_argument("--scan", action="append", metavar="SSID:RSSI",
+                   help="a network a Wi-Fi scan finds, with its signal in dBm (repeatable); the --wifi "
+                        "access points are found too, at -60 dBm unless listed here")
     p.add_argument("--device-key", metavar="KEY", help="the cloud's 40-hex device key, into settings.json")
     p.add_argument("--ca", metavar="FILE", help="CA certificate the board verifies the cloud with")
     p.add_argument("--plain", action="store_true", help="talk to the cloud in plain TCP, not TLS")

@@ -20,10 +20,11 @@ STANDINS = Path(__file__).parent / "standins"
 # ntptime stands in for the module both ports freeze (micropython-lib's).
 STANDIN_MODULES = ("vboard", "vmachine", "vnetwork", "vsocket", "vtls", "ntptime")
 # What the stand-ins and the runner hold in the heap (objects, module dicts, interned
-# names, the control and monitor sockets: 12.6 KB measured, the bench's "stand-ins"
-# row; tests/board checks it stays below this) comes on top of --heap, so the
-# firmware has exactly the heap it asks for, as on the chip.
-STANDIN_HEAP = 13312
+# names, the control and monitor sockets, the board's configuration: 12.6-13.1 KB
+# measured, the bench's "stand-ins" row; tests/board checks it stays below this)
+# comes on top of --heap, so the firmware has exactly the heap it asks for, as on
+# the chip.
+STANDIN_HEAP = 14336
 # On the esp8266 model the VM's own TLS engine (Debian's mbedTLS) keeps ~3.4 KB of
 # context and socket objects in the heap during a connection, where the chip's axTLS
 # objects are a few bytes: its memory is modelled on the heap instead (vtls.py), so
@@ -49,6 +50,8 @@ class Options:
     touch_port: int = 7001  # its UDP 7001 (ESP-Touch broadcasts)
     ack_port: int = 18266  # where its touch acks go (the phone's UDP 18266)
     ntp_port: int = 123  # where its NTP queries go
+    dns_port: int = 53  # its UDP 53 (the captive portal's DNS)
+    scan: list = field(default_factory=list)  # (ssid, rssi): what a scan finds besides the --wifi APs
     heap: str = vm.HEAP_DEFAULT
     heap_probe: bool = False
     prelude: str = None  # a VM script run before boot (bench/)
@@ -85,7 +88,7 @@ def romfs_image(build_dir):
                 rom.opendir(entry.name)
                 add(entry)
                 rom.closedir()
-            elif entry.suffix == ".mpy":
+            elif entry.suffix in (".mpy", ".html"):  # modules, and what they read (the portal page)
                 rom.mkfile(entry.name, entry.read_bytes())
 
     add(Path(build_dir))
@@ -191,6 +194,8 @@ def config(flash_dir, options, control_port, monitor_port, sink_port):
         touch_port=options.touch_port,
         ack_port=options.ack_port,
         ntp_port=options.ntp_port,
+        dns_port=options.dns_port,
+        scan=options.scan,
         heap_probe=options.heap_probe,
         control_port=control_port,
         monitor_port=monitor_port,

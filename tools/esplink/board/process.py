@@ -274,6 +274,7 @@ class BoardProcess:
         options.setdefault("touch_port", free_port())
         options.setdefault("ack_port", free_port())
         options.setdefault("ntp_port", free_port())
+        options.setdefault("dns_port", free_port())
         self.options = deploy.Options(wifi=wifi or {}, **options)
         self.process = None
 
@@ -287,7 +288,9 @@ class BoardProcess:
         argv = [sys.executable, "-m", "esplink.cli", "board", "run", "--flash", str(self.flash),
                 "--chip", o.chip, "--heap", o.heap, "--http-port", str(o.http_port),
                 "--touch-port", str(o.touch_port), "--ack-port", str(o.ack_port), "--ntp-port", str(o.ntp_port),
-                "--dns-delay", str(o.dns_delay_ms)]
+                "--dns-port", str(o.dns_port), "--dns-delay", str(o.dns_delay_ms)]
+        for ssid, rssi in o.scan:
+            argv += ["--scan", f"{ssid}:{rssi}"]
         for ssid, password in o.wifi.items():
             argv += ["--wifi", f"{ssid}={password}"]
         for name, addr in o.hosts.items():

@@ -133,6 +133,7 @@ def _command(words, addr):
 
         gc.collect()
         micropython.mem_info(1)
+        micropython.qstr_info()
     elif words[0] == "stall":  # a firmware bug: Python spinning without yielding to the event loop
         until = time.ticks_add(time.ticks_ms(), int(words[1]))
         _ctl.sendto(b"{}", addr)

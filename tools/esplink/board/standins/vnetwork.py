@@ -29,13 +29,16 @@ _WRONG_KEY_REASONS = (15, 204, 202)
 
 def loopback_port(port):
     # the device's ports map onto the loopback ports the host chose: 80 (HTTP), 7001
-    # (ESP-Touch broadcasts) and 18266 (where the phone waits for the touch ack)
+    # (ESP-Touch broadcasts), 18266 (where the phone waits for the touch ack) and 53
+    # (the captive portal's DNS)
     if port == 80:
         return vboard.CONFIG["http_port"]
     if port == 7001:
         return vboard.CONFIG["touch_port"]
     if port == 18266:
         return vboard.CONFIG["ack_port"]
+    if port == 53:
+        return vboard.CONFIG["dns_port"]
     return port
 
 
@@ -126,6 +129,17 @@ class WLAN:
             return STAT_CONNECTING  # associating, or retrying while the AP is gone
         reason = _outcome(self.target)
         return STAT_GOT_IP if not reason else STAT_NO_AP_FOUND if reason == 201 else STAT_WRONG_PASSWORD
+
+    def scan(self):
+        """(ssid, bssid, channel, RSSI, security, hidden) per network heard: the --scan
+        list, then every --wifi access point not on it, at -60 dBm."""
+        if not self.up:
+            raise OSError("STA must be active" if CHIP == "esp8266" else "Wifi Not Started")
+        heard = [(ssid, rssi) for ssid, rssi in vboard.CONFIG["scan"]]
+        listed = [ssid for ssid, _ in heard]
+        heard += [(ssid, -60) for ssid in vboard.CONFIG["wifi"] if ssid not in listed]
+        time.sleep_ms(100)  # a chip's scan blocks for a second or two
+        return [(ssid.encode(), mac(20 + k), 6, rssi, AUTH_WPA2_PSK, False) for k, (ssid, rssi) in enumerate(heard)]
 
     def isconnected(self):
         if CHIP == "esp32":
