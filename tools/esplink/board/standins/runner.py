@@ -33,6 +33,7 @@ def boot(state, prelude=None):
     import vtls
 
     sys.modules.update(machine=vmachine, network=vnetwork, socket=vsocket, tls=vtls)
+    vnetwork.WLAN(vnetwork.STA_IF), vnetwork.WLAN(vnetwork.AP_IF)  # static C objects on a chip: part of the base
     # a ROMFS chip's path, with the stand-ins where the chip has its frozen modules
     sys.path[:] = ["", ".frozen", "/standins", "/rom", "/rom/lib", "lib"]
     if prelude:
