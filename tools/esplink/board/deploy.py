@@ -20,10 +20,10 @@ STANDINS = Path(__file__).parent / "standins"
 # ntptime stands in for the module both ports freeze (micropython-lib's).
 STANDIN_MODULES = ("vboard", "vmachine", "vnetwork", "vsocket", "vtls", "ntptime")
 # What the stand-ins and the runner hold in the heap (objects, module dicts, interned
-# names, the control and monitor sockets, the board's configuration: 12.6-13.1 KB
-# measured, the bench's "stand-ins" row; tests/board checks it stays below this)
-# comes on top of --heap, so the firmware has exactly the heap it asks for, as on
-# the chip.
+# names, the control and monitor sockets, the board's configuration, the two WLAN
+# interfaces: 12.6-13.5 KB measured, the bench's "stand-ins" row; tests/board checks
+# it stays below this) comes on top of --heap, so the firmware has exactly the heap it
+# asks for, as on the chip.
 STANDIN_HEAP = 14336
 # On the esp8266 model the VM's own TLS engine (Debian's mbedTLS) keeps ~3.4 KB of
 # context and socket objects in the heap during a connection, where the chip's axTLS
