@@ -7,6 +7,7 @@ import pytest
 
 from cloud_fakes import TOKEN, FakeDevice, in_background
 from esplink.cloud.client import Client, CloudError
+from esplink.cloud.protocol import fingerprint
 
 
 def reply_ok(delivery, **extra):
@@ -60,7 +61,7 @@ def test_rpc_is_relayed_and_matched_by_nonce(cloud, api, make_device, connect):
     nonce = delivery.pop("nonce")
     assert type(nonce) is int and 0 <= nonce < 2 ** 31
     assert delivery == {"deliver_to_device": True, "get": {"action": "LED_ON", "level": "3"},
-                        "meta": {"Authorization": f"token {owner}", "Time-Zone": "Asia/Shanghai"},
+                        "meta": {"Authorization": f"token {fingerprint(owner)}", "Time-Zone": "Asia/Shanghai"},
                         "method": "GET", "path": "/v1/device/rpc/"}
     # a stale reply (another nonce) is ignored; the matching one answers the call
     board.send({"status": 200, "nonce": (nonce + 1) % 2 ** 31, "deliver_to_device": True, "led": "stale"})

@@ -11,6 +11,7 @@ import pytest
 from cloud_fakes import FakeDevice
 from esplink.cloud import certs
 from esplink.cloud.client import Client
+from esplink.cloud.protocol import fingerprint
 
 
 def esplink(*args, env=None, timeout=30):
@@ -69,7 +70,7 @@ def test_rpc_prints_the_device_reply(cloud, make_device, data_dir, ref):
     reply = json.loads(run.stdout)
     assert (reply["led"], reply["nonce"]) == ("on", seen[0]["nonce"])
     assert seen[0]["get"] == {"action": "LED_ON", "level": "3"}
-    assert seen[0]["meta"]["Authorization"] == f"token {dev['master_key']}"
+    assert seen[0]["meta"]["Authorization"] == f"token {fingerprint(dev['master_key'])}"  # never the key itself
     board.close()
 
 

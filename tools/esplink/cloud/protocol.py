@@ -2,6 +2,7 @@
 the `Authorization: token <key>` value (the REST API shares the last two)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -21,6 +22,42 @@ AUTHORIZE = "/v1/key/authorize/"
 
 class Offline(Exception):
     """The device has no live socket to deliver to."""
+
+
+# The shapes on the wire, for the server and for the fleet simulator's devices.
+
+
+def device_request(nonce: int, method: str, path: str, key: str, body=None) -> dict:
+    """What a device sends: activate, identify, ping, a datapoint."""
+    msg = {"nonce": nonce, "path": path, "method": method, "meta": {"Authorization": f"token {key}"}}
+    if body is not None:
+        msg["body"] = body
+    return msg
+
+
+def delivery(nonce: int, method: str, path: str, get: dict, caller_key: str, body=None) -> dict:
+    """What the cloud pushes down a device's socket. The caller's key stays in the cloud:
+    the field keeps its shape (40 hex digits), and carries the key's SHA-1 instead, which
+    tells callers apart and gives nothing away."""
+    msg = {"deliver_to_device": True, "get": get, "method": method, "nonce": nonce,
+           "meta": {"Authorization": f"token {fingerprint(caller_key)}", "Time-Zone": "Asia/Shanghai"},
+           "path": path}
+    if body is not None:
+        msg["body"] = body
+    return msg
+
+
+def fingerprint(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def delivery_reply(nonce: int, status: int = 200, **fields) -> dict:
+    """A device's answer to a delivery: no path, the delivery's nonce."""
+    return dict(fields, status=status, nonce=nonce, deliver_to_device=True)
+
+
+def is_delivery_reply(msg: dict) -> bool:
+    return msg.get("deliver_to_device") is True and "path" not in msg
 
 
 def normalize(path: str) -> str:

@@ -200,7 +200,7 @@ class Cloud:
 
     def _request(self, conn, msg):
         """The reply to one device frame, or None (a reply to a delivery gets none)."""
-        if msg.get("deliver_to_device") is True and "path" not in msg:
+        if protocol.is_delivery_reply(msg):
             self._delivery_reply(conn, msg)
             return None
         path = msg.get("path")
@@ -323,11 +323,7 @@ class Cloud:
                 if conn is None:
                     raise protocol.Offline("the device is offline")
                 nonce = secrets.randbelow(2 ** 31)
-                msg = {"deliver_to_device": True, "get": get, "method": method, "nonce": nonce,
-                       "meta": {"Authorization": f"token {caller_key}", "Time-Zone": "Asia/Shanghai"},
-                       "path": path}
-                if body is not None:
-                    msg["body"] = body
+                msg = protocol.delivery(nonce, method, path, get, caller_key, body)
                 pending = self.pending[device_id] = Pending(
                     nonce, asyncio.get_running_loop().create_future(), conn)
                 try:
