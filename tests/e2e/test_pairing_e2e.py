@@ -1,6 +1,7 @@
 """AP-mode pairing end to end: the firmware's .mpy files on the 32-bit MicroPython VM
 with a 38 KB heap, driven over real loopback sockets."""
 import json
+import re
 import time
 
 import pytest
@@ -62,14 +63,18 @@ def test_pairing_with_each_body_style_joins_and_survives_reboot(board, make_boar
 
 
 def test_esplink_pair_ap_cli(board):
+    """No --token: the phone makes one, as Espressif's app does, and shows it for the claim."""
     done = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", "office",
-                   "--password", "office-pw-123", "--server", "127.0.0.1:8443", "--token", "a" * 40)
+                   "--password", "office-pw-123", "--server", "127.0.0.1:8443")
     assert done.returncode == 0, done.stderr
     deviceid = board.settings()["deviceid"]
     assert f"deviceid={deviceid}" in done.stdout
+    token = re.search(r"^token: ([0-9a-z]{40}) \(claim the device with: esplink cloud authorize \1\)$",
+                      done.stdout, re.M)
+    assert token, done.stdout
     board.expect(r"^mode: online")
     saved = board.settings()
-    assert (saved["ssid"], saved["token"], saved["port"]) == ("office", "a" * 40, 8443)
+    assert (saved["ssid"], saved["token"], saved["port"]) == ("office", token[1], 8443)
 
 
 def test_cli_reports_refusal_and_unreachable_device(board):

@@ -15,11 +15,33 @@ COMMANDS = {
 }
 
 
+class _ShowDefaults:
+    """Help lines end with the option's default, unless the text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and "default" not in text and action.default not in (None, False, [])
+                and action.default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _show_defaults(parser):
+    """Every parser and subparser, whatever formatter it chose, shows defaults."""
+    if not issubclass(parser.formatter_class, _ShowDefaults):
+        parser.formatter_class = type("ShowDefaults", (_ShowDefaults, parser.formatter_class), {})
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _show_defaults(child)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="esplink", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         importlib.import_module(module).register(sub)
+    _show_defaults(parser)
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

@@ -1,15 +1,14 @@
 """`esplink pair ap | touch`: the phone's side of pairing, as a command. AP mode asks
 the device who it is (GET /device), then hands it the Wi-Fi and cloud endpoint
 (POST /ap): phone.py. Touch mode first broadcasts the Wi-Fi as ESP-Touch: touch.py."""
-from esplink.phone import DEFAULT_DEVICE, pair_ap, port_number
+from esplink.phone import DEFAULT_DEVICE, new_token, pair_ap, port_number, report
 from esplink.touch import cmd_touch
 
 
 def cmd_ap(args):
-    identity, _ = pair_ap(args.device, args.ssid, args.password, args.server, args.token, args.timeout)
-    # the apikey is the device's credential toward the phone's account: show it, as the app would store it
-    print(f"device: deviceid={identity['deviceid']} chipid={identity['chipid']} apikey={identity['apikey']}")
-    print(f"paired: the device is joining {args.ssid!r}")
+    token = args.token or new_token()
+    identity, _ = pair_ap(args.device, args.ssid, args.password, args.server, token, args.timeout)
+    report(identity, args.ssid, None if args.token else token)
     return 0
 
 
@@ -17,12 +16,13 @@ def register(subparsers):
     pair = subparsers.add_parser("pair", help="pair a device, as the phone app does").add_subparsers(
         dest="pair_command", required=True)
     p = pair.add_parser("ap", help="AP mode: GET /device, then POST /ap")
-    p.add_argument("--device", default=DEFAULT_DEVICE, metavar="HOST:PORT")
+    p.add_argument("--device", default=DEFAULT_DEVICE, metavar="HOST:PORT", help="the device's pairing server")
     p.add_argument("--ssid", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--server", metavar="HOST:PORT", help="cloud endpoint the device should use")
-    p.add_argument("--token", help="activation token (40 chars [0-9a-z])")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--token", help="activation token, 40 chars [0-9a-z] (default: a fresh random one,"
+                   " printed)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="how long to wait for each answer")
     p.set_defaults(func=cmd_ap)
 
     p = pair.add_parser("touch", help="touch mode: broadcast the Wi-Fi as ESP-Touch v1, wait for the "
@@ -40,7 +40,8 @@ def register(subparsers):
     p.add_argument("--device-port", type=port_number, default=80, metavar="N",
                    help="the device's HTTP port (default 80)")
     p.add_argument("--server", metavar="HOST:PORT", help="cloud endpoint the device should use")
-    p.add_argument("--token", help="activation token (40 chars [0-9a-z])")
+    p.add_argument("--token", help="activation token, 40 chars [0-9a-z] (default: a fresh random one,"
+                   " printed)")
     p.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
                    help="how long to send (default 45)")
     p.add_argument("--listen", type=float, default=15.0, metavar="SECONDS",

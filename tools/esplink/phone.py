@@ -4,11 +4,20 @@ do. Used by `esplink pair ap` and, after the ESP-Touch ack, by `esplink pair tou
 import argparse
 import http.client
 import json
+import secrets
 import socket
+import string
 
 from esplink import CommandError
 
 DEFAULT_DEVICE = "10.10.7.1:80"
+_TOKEN_CHARS = string.digits + string.ascii_lowercase
+
+
+def new_token() -> str:
+    """An activation token as Espressif's phone app makes it: 40 random [0-9a-z]. The cloud
+    takes each once; the phone then claims the device with it (POST /v1/key/authorize/)."""
+    return "".join(secrets.choice(_TOKEN_CHARS) for _ in range(40))
 
 
 def split_hostport(text, default_port):
@@ -51,6 +60,16 @@ def pair_ap(device, ssid, password, server=None, token=None, timeout=10.0):
     if reply.get("error") != 0:
         raise CommandError(f"POST /ap refused: {reply.get('reason', reply)}")
     return identity, reply
+
+
+def report(identity, ssid, made_token=None):
+    """What `esplink pair ap | touch` print once the device took the Wi-Fi."""
+    # the apikey is the device's credential toward the phone's account: shown, as the app stores it
+    print(f"device: deviceid={identity['deviceid']} chipid={identity['chipid']} apikey={identity['apikey']}")
+    print(f"paired: the device is joining {ssid!r}")
+    if made_token:
+        # the phone's own token: the one way to claim the device once it has activated
+        print(f"token: {made_token} (claim the device with: esplink cloud authorize {made_token})")
 
 
 def _exchange(conn, method, path, body):

@@ -14,7 +14,7 @@ import time
 from typing import NamedTuple
 
 from esplink import CommandError
-from esplink.phone import pair_ap, split_hostport
+from esplink.phone import new_token, pair_ap, report, split_hostport
 
 DEFAULT_TARGET = ("255.255.255.255", 7001)
 ACK_PORT = 18266
@@ -226,11 +226,11 @@ def _wait_for_http(host, port, within_s):
 
 
 def cmd_touch(args):
+    token = args.token or new_token()
     ack, identity, _ = pair_touch(
         args.ssid, args.password, args.bssid, split_hostport(args.target, DEFAULT_TARGET[1]),
-        args.phone_ip, args.ack_port, args.device_port, args.server, args.token,
+        args.phone_ip, args.ack_port, args.device_port, args.server, token,
         send_s=args.timeout, listen_s=args.listen, log=lambda line: print(line, flush=True),
         omit_bssid=args.no_bssid)
-    print(f"device: deviceid={identity['deviceid']} chipid={identity['chipid']} apikey={identity['apikey']}")
-    print(f"paired: the device is joining {args.ssid!r}")
+    report(identity, args.ssid, None if args.token else token)
     return 0

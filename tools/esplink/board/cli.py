@@ -90,6 +90,6 @@ def register(subparsers):
     p.add_argument("--prelude", metavar="FILE", help="a VM script to run before boot (for bench/)")
     p.set_defaults(func=cmd_run)
     p = board.add_parser("press", help="press the running board's button")
-    p.add_argument("--flash", required=True)
-    p.add_argument("--hold", type=float, default=0.2, metavar="SECONDS")
+    p.add_argument("--flash", required=True, help="the running board's flash directory")
+    p.add_argument("--hold", type=float, default=0.2, metavar="SECONDS", help="how long the button is held")
     p.set_defaults(func=cmd_press)
