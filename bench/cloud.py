@@ -23,7 +23,7 @@ from pathlib import Path
 from esplink import CommandError, vm
 from esplink.board import deploy
 from esplink.board.process import BoardProcess, Process
-from esplink.cloud import server, store
+from esplink.cloud import harness, store
 from esplink.cloud.client import Client
 from esplink.phone import pair_ap
 
@@ -74,7 +74,7 @@ class Bench:
 
     def __init__(self, tmp):
         self.tmp = tmp
-        self.cloud = server.start_in_thread(tmp / "cloud")
+        self.cloud = harness.start_in_thread(tmp / "cloud")
         self.store = store.Store(tmp / "cloud")
         self.client = Client("127.0.0.1", self.cloud.api_port, self.cloud.ca_file)
         self.ca_der = self.cloud.cloud.paths.ca_der  # both devices verify the cloud with it

@@ -5,10 +5,10 @@ import pytest
 from cloud_fakes import FakeDevice
 from esplink.cloud import certs
 from esplink.cloud.client import Client
-from esplink.cloud.server import start_in_thread
+from esplink.cloud.harness import start_in_thread
 from esplink.cloud.store import Store
 
-CERT_FILES = ("ca.pem", "ca.der", "ca.key", "server.pem", "server.key")
+CERT_FILES = ("ca.pem", "ca.der", "ca.key", "server.pem", "server.key", "server-ec.pem", "server-ec.key")
 
 
 @pytest.fixture(scope="session")

@@ -188,10 +188,20 @@ def test_datastream_store_and_latest_without_delivery(cloud, api, make_device, c
 
 def test_activate_over_http_as_in_the_seeds_curl(cloud, api, make_device):
     dev = make_device()
+    # the seed's literal ":token", and other shapes a phone never makes, are refused
+    for token in (":token", "a", "", TOKEN.upper(), TOKEN + "0", None):
+        status, reply = api.request("POST", "/v1/device/activate/", dev["master_key"],
+                                    {"encrypt_method": "PLAIN", "bssid": ":bssid", "token": token})
+        assert status == 400 and ("40 characters" in reply["message"] or "short strings" in reply["message"]), token
     status, reply = api.request("POST", "/v1/device/activate/", dev["master_key"],
-                                {"encrypt_method": "PLAIN", "bssid": ":bssid", "token": ":token"})
+                                {"encrypt_method": "PLAIN", "bssid": ":bssid", "token": TOKEN})
     assert status == 200 and "nonce" not in reply
-    assert reply["device"]["activate_status"] == 1 and reply["token"]["token"] == ":token"
+    assert reply["device"]["activate_status"] == 1 and reply["token"]["token"] == TOKEN
+    # the board retrying with its token is fine; another device with the spent token is not
+    assert api.request("POST", "/v1/device/activate/", dev["master_key"], {"token": TOKEN})[0] == 200
+    other = make_device()
+    status, reply = api.request("POST", "/v1/device/activate/", other["master_key"], {"token": TOKEN})
+    assert status == 400 and "used already" in reply["message"]
     assert api.request("POST", "/v1/device/activate/", "f" * 40, {"token": "t"})[0] == 403
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from board_driver import HOME
 
-from esplink.cloud import certs, server, store
+from esplink.cloud import certs, harness, store
 from esplink.cloud.client import Client
 from esplink.phone import pair_ap
 
@@ -22,7 +22,7 @@ CHIPS = ["esp8266", "esp32"]
 
 @pytest.fixture
 def cloud(tmp_path):
-    running = [server.start_in_thread(tmp_path / "cloud")]
+    running = [harness.start_in_thread(tmp_path / "cloud")]
     yield running
     running[-1].stop()
 
@@ -153,7 +153,7 @@ def test_50_rpcs_then_20_cloud_restarts_at_38k(make_board, cloud, chip):
         old = cloud[-1]
         old.stop()
         board.expect(r"^cloud: closed by the server|^cloud: error")
-        cloud.append(server.start_in_thread(old.data_dir, tls_port=old.tls_port, api_port=old.api_port))
+        cloud.append(harness.start_in_thread(old.data_dir, tls_port=old.tls_port, api_port=old.api_port))
         board.expect(r"^cloud: identified", timeout=30)
         status, reply = rpc(cloud[-1], owner, "LED_OFF")
         assert status == 200 and reply["status"] == 200, (i, status, reply)
@@ -257,7 +257,7 @@ def test_the_esp32_sets_its_clock_before_verifying_a_real_ca(make_board, tmp_pat
     # clock starts at 2000-01-01, so verification fails until NTP has set it
     recent = datetime(2025, 1, 1, tzinfo=timezone.utc)
     certs.ensure(tmp_path / "cloud", not_before=recent)
-    c = server.start_in_thread(tmp_path / "cloud")
+    c = harness.start_in_thread(tmp_path / "cloud")
     sntp = SntpServer()
     try:
         device = store.Store(c.data_dir).create_device("clock")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from board_driver import HOME, esplink
-from esplink.cloud import certs, server, store
+from esplink.cloud import certs, harness, store
 from esplink.cloud.client import Client
 from esplink.phone import pair_ap
 
@@ -17,7 +17,7 @@ LED_ON = b'{"deliver_to_device": true, "get": {"action": "LED_ON"}, "meta": {}, 
 
 @pytest.fixture
 def cloud(tmp_path):
-    running = [server.start_in_thread(tmp_path / "cloud")]
+    running = [harness.start_in_thread(tmp_path / "cloud")]
     yield running  # a list: a test may restart it
     running[-1].stop()
 
@@ -110,7 +110,7 @@ def test_cloud_killed_and_restarted_mid_session(online, cloud):
     b.expect(r"^cloud: closed by the server|^cloud: read error")
     b.expect(r"^led: offline")
     time.sleep(1.5)  # a few refused reconnects while it is down
-    cloud.append(server.start_in_thread(old.data_dir, tls_port=old.tls_port, api_port=old.api_port))
+    cloud.append(harness.start_in_thread(old.data_dir, tls_port=old.tls_port, api_port=old.api_port))
     new = cloud[-1]
     b.expect(r"^cloud: identified", timeout=30)  # re-identifies on its own: no second activation
     assert "cloud: activated" not in b.log().split("cloud: closed by the server")[-1]

@@ -151,9 +151,9 @@ def register(subparsers):
 
     s = sub.add_parser("serve", parents=[data], help="run the cloud (device sockets and REST API)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--tls-port", type=_port, default=8443, metavar="N")
-    s.add_argument("--plain-port", type=_port, default=8000, metavar="N")
-    s.add_argument("--api-port", type=_port, default=9443, metavar="N")
+    s.add_argument("--tls-port", type=_port, default=8443, metavar="N", help="devices' TLS port; 0 = any free one")
+    s.add_argument("--plain-port", type=_port, default=8000, metavar="N", help="devices' plain TCP port (no TLS)")
+    s.add_argument("--api-port", type=_port, default=9443, metavar="N", help="HTTPS port: REST API and web console")
     s.add_argument("--cert-name", action="append", default=[], metavar="NAME",
                    help="extra DNS name or IP for the server certificate (repeatable)")
     s.add_argument("--rpc-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -172,7 +172,7 @@ def register(subparsers):
     r.add_argument("device", metavar="DEVICE", help="device id or name")
     r.add_argument("action")
     r.add_argument("params", nargs="*", metavar="KEY=VALUE")
-    r.add_argument("--method", choices=("GET", "POST"), default="GET")
+    r.add_argument("--method", choices=("GET", "POST"), default="GET", help="HTTP method the device sees")
     r.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long to wait for the cloud's answer (the server gives up first,"
                         " with 504, after its --rpc-timeout)")

@@ -20,8 +20,17 @@ RPC = "/v1/device/rpc/"
 AUTHORIZE = "/v1/key/authorize/"
 
 
+# The firmware reads a frame into one 2 KB buffer (firmware/espcloud/proto.py MAX_FRAME):
+# a delivery longer than that would be dropped by the device, so it is refused here.
+DEVICE_FRAME_LIMIT = 2048
+
+
 class Offline(Exception):
     """The device has no live socket to deliver to."""
+
+
+class TooLarge(Exception):
+    """A delivery the device could not take."""
 
 
 # The shapes on the wire, for the server and for the fleet simulator's devices.

@@ -1,19 +1,18 @@
-"""The cloud server: device sockets (TLS and plain TCP) and the HTTPS REST API in one
-asyncio loop. `esplink cloud serve` runs it; tests run it with start_in_thread()."""
+"""The cloud server: device sockets (TLS and plain TCP, our own protocol code: it is the
+product) and the HTTPS REST API and console (web.py, aiohttp) in one asyncio loop.
+`esplink cloud serve` runs it; tests and benches run it on a thread (harness.py)."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import os
 import secrets
-import threading
 import time
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.cloud import api, certs, protocol, replies
+from esplink.cloud import certs, protocol, replies
 from esplink.cloud.store import Store
 
 log = logging.getLogger("esplink.cloud")
@@ -43,9 +42,21 @@ class Conn:
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
 
 
-class Pending:
-    def __init__(self, nonce, future, conn):
-        self.nonce, self.future, self.conn = nonce, future, conn
+class Link:
+    """A device as the cloud sees it between its logins: the socket that delivers to it
+    (None while offline), one delivery at a time, the one awaiting its reply."""
+
+    def __init__(self):
+        self.conn = None
+        self.lock = asyncio.Lock()  # serializes deliveries
+        self.nonce = None  # of the delivery awaiting its reply
+        self.reply = None  # its future
+        self.logins = 0  # successful activates and identifies
+
+    def fail(self, conn=None, why="the device went offline"):
+        """The awaited reply will not come (from `conn`, or at all)."""
+        if self.reply is not None and not self.reply.done() and conn in (None, self.conn):
+            self.reply.set_exception(protocol.Offline(why))
 
 
 class Cloud:
@@ -59,18 +70,28 @@ class Cloud:
         if host not in ("", "0.0.0.0", "::"):
             self.cert_names.append(host)
         self.server_json = self.data_dir / "server.json"
-        self.channels = {}   # device id -> Conn that delivers to it
-        self.pending = {}    # device id -> Pending (one outstanding delivery each)
-        self.locks = {}      # device id -> asyncio.Lock serializing deliveries
-        self.logins = {}     # device id -> successful activate/identify count
-        self._writers, self._tasks = set(), set()  # live sockets, their handlers
+        self.links = {}  # device id -> Link
+        self._writers, self._tasks = set(), set()  # live device sockets, their handlers
         self._servers = []
+        self._web = None
         self._wrote_json = False
         self.store = None
+
+    def link(self, device_id) -> Link:
+        link = self.links.get(device_id)
+        if link is None:
+            link = self.links[device_id] = Link()
+        return link
+
+    def online(self, device_id) -> bool:
+        link = self.links.get(device_id)
+        return link is not None and link.conn is not None
 
     # lifecycle
 
     async def start(self):
+        from esplink.cloud import web  # aiohttp: loaded by the server only
+
         self._refuse_second_server()
         self.paths = certs.ensure(self.data_dir, self.cert_names)
         self.ca_file = self.paths.ca_pem
@@ -78,19 +99,17 @@ class Cloud:
         self.store.all_offline()  # nobody is connected to a server that just started
         try:
             for handler, port, tls in ((self._tls, self.tls_port, certs.device_context(self.paths)),
-                                       (self._plain, self.plain_port, None),
-                                       (self._api, self.api_port, certs.server_context(self.paths))):
-                # limit bounds the REST head; device sockets frame by themselves
+                                       (self._plain, self.plain_port, None)):
                 self._servers.append(await asyncio.start_server(
-                    handler, self.host, port, ssl=tls, limit=api.HEAD_LIMIT,
-                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None))
+                    handler, self.host, port, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None))
+            self._web = await web.start(self, self.host, self.api_port, certs.server_context(self.paths))
         except BaseException:
             await self.stop()  # release the ports already bound
             raise
-        self.tls_port, self.plain_port, self.api_port = (
-            s.sockets[0].getsockname()[1] for s in self._servers)
+        self.tls_port, self.plain_port = (s.sockets[0].getsockname()[1] for s in self._servers)
+        self.api_port = self._web.port
         self._write_server_json()
-        log.info("cloud up: device TLS %s, plain %s, REST API %s (data %s)",
+        log.info("cloud up: device TLS %s, plain %s, REST API and console %s (data %s)",
                  self.tls_port, self.plain_port, self.api_port, self.data_dir)
 
     async def stop(self):
@@ -99,9 +118,11 @@ class Cloud:
             s.close()
         for w in list(self._writers):
             w.transport.abort()
-        for p in self.pending.values():
-            if not p.future.done():
-                p.future.set_exception(protocol.Offline("server stopping"))
+        for link in self.links.values():
+            link.fail(why="server stopping")
+        if self._web:
+            await self._web.stop()
+            self._web = None
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2)
         if self.store:
@@ -141,9 +162,6 @@ class Cloud:
 
     def _plain(self, reader, writer):
         return self._tracked(self._device(reader, writer, "plain"), writer)
-
-    def _api(self, reader, writer):
-        return self._tracked(api.handle(self, reader, writer), writer)
 
     async def _tracked(self, coro, writer):
         task = asyncio.current_task()
@@ -221,6 +239,7 @@ class Cloud:
             return replies.error(401, "missing or garbled Authorization (want \"token <device key>\")")
         dev = self.store.by_master_key(key)
         if dev is None:
+            log.info("device socket from %s: refused an unknown device key", conn.peer[0] if conn.peer else "?")
             return replies.error(403, "invalid device key")
         self.store.seen(dev["id"])
         if path == protocol.ACTIVATE:
@@ -243,17 +262,18 @@ class Cloud:
         did = dev["id"]
         if conn.device_id not in (None, did):
             self._release(conn)
-        old = self.channels.get(did)
+        link = self.link(did)
+        old = link.conn
         conn.device_id = did
-        self.channels[did] = conn
-        self.logins[did] = self.logins.get(did, 0) + 1
+        link.conn = conn
+        link.logins += 1
         self.store.set_online(did, True)
         if old is conn:
             return
         log.info("device %s (%s) online over %s from %s", did, dev["name"], conn.kind, conn.peer)
         if old is not None:
             old.device_id = None  # its frames no longer speak for the device
-            self._fail_pending(old)
+            link.fail(old)
             task = asyncio.ensure_future(self._byebye(old))  # never hold up the new login
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -267,23 +287,20 @@ class Cloud:
 
     def _release(self, conn):
         did, conn.device_id = conn.device_id, None
-        self._fail_pending(conn)
-        if did is not None and self.channels.get(did) is conn:
-            del self.channels[did]
+        link = self.links.get(did)
+        if link is not None and link.conn is conn:
+            link.fail(conn)
+            link.conn = None
             if self.store:
                 self.store.set_online(did, False)
             log.info("device %s offline", did)
 
-    def _fail_pending(self, conn):
-        for p in self.pending.values():
-            if p.conn is conn and not p.future.done():
-                p.future.set_exception(protocol.Offline("the device went offline"))
-
     def _delivery_reply(self, conn, msg):
-        p = self.pending.get(conn.device_id)
+        link = self.links.get(conn.device_id)
         nonce = msg.get("nonce")
-        if p and p.conn is conn and type(nonce) is int and nonce == p.nonce and not p.future.done():
-            p.future.set_result(msg)
+        if (link and link.conn is conn and type(nonce) is int and nonce == link.nonce
+                and link.reply is not None and not link.reply.done()):
+            link.reply.set_result(msg)
         else:
             log.info("device %s: ignored a delivery reply with nonce %r", conn.device_id, nonce)
 
@@ -295,7 +312,11 @@ class Cloud:
         fields = [body.get("token"), body.get("bssid", ""), body.get("rom_version", "")]
         if not all(isinstance(f, str) and len(f) <= FIELD_LIMIT for f in fields):
             return replies.error(400, "token, bssid and rom_version must be short strings")
-        dev = self.store.activate(dev["id"], *fields)
+        try:
+            dev = self.store.activate(dev["id"], *fields)
+        except ValueError as e:
+            log.info("device %s (%s): activation refused: %s", dev["id"], dev["name"], e)
+            return replies.error(400, str(e))
         log.info("device %s (%s) activated", dev["id"], dev["name"])
         return replies.activated(dev)
 
@@ -313,102 +334,38 @@ class Cloud:
         return {"datapoint": point, "status": 200}
 
     async def deliver(self, device_id, caller_key, method, path, get, body=None, timeout=None):
-        """Push a request down the device's socket; its reply. Raises Offline, or
-        asyncio.TimeoutError after `timeout` (queueing behind another delivery included)."""
-        lock = self.locks.setdefault(device_id, asyncio.Lock())
+        """Push a request down the device's socket; its reply. Raises Offline,
+        protocol.TooLarge, or asyncio.TimeoutError after `timeout` (queueing behind
+        another delivery included)."""
+        link = self.link(device_id)
 
         async def one():
-            async with lock:
-                conn = self.channels.get(device_id)
+            async with link.lock:
+                conn = link.conn
                 if conn is None:
                     raise protocol.Offline("the device is offline")
                 nonce = secrets.randbelow(2 ** 31)
-                msg = protocol.delivery(nonce, method, path, get, caller_key, body)
-                pending = self.pending[device_id] = Pending(
-                    nonce, asyncio.get_running_loop().create_future(), conn)
+                frame = protocol.encode(protocol.delivery(nonce, method, path, get, caller_key, body))
+                if len(frame) > protocol.DEVICE_FRAME_LIMIT:
+                    raise protocol.TooLarge(f"{len(frame)} bytes; a device takes {protocol.DEVICE_FRAME_LIMIT}")
+                link.nonce, link.reply = nonce, asyncio.get_running_loop().create_future()
                 try:
                     try:
-                        await conn.send(msg)
+                        await conn.send(frame)
                     except OSError:
                         raise protocol.Offline("the device went offline") from None
-                    return await pending.future
+                    return await link.reply
                 finally:
-                    if self.pending.get(device_id) is pending:
-                        del self.pending[device_id]
+                    link.nonce = link.reply = None
 
-        return await asyncio.wait_for(one(), self.rpc_timeout if timeout is None else timeout)
+        reply = await asyncio.wait_for(one(), self.rpc_timeout if timeout is None else timeout)
+        stream = protocol.datastream(path)
+        if stream and method == "POST" and reply.get("status") == 200 and isinstance(reply.get("datapoint"), dict):
+            self.store.add_datapoint(device_id, stream, reply["datapoint"])  # what the device now holds
+        return reply
 
     async def send_raw(self, device_id, data: bytes):
-        conn = self.channels.get(device_id)
-        if conn is None:
+        link = self.links.get(device_id)
+        if link is None or link.conn is None:
             raise protocol.Offline(f"device {device_id} is offline")
-        await conn.send(bytes(data))
-
-
-class Running:
-    """A Cloud on its own thread and loop (start_in_thread)."""
-
-    def __init__(self, cloud, loop, thread):
-        self.cloud, self.loop, self.thread = cloud, loop, thread
-        self.host, self.data_dir, self.ca_file = cloud.host, cloud.data_dir, cloud.ca_file
-        self.tls_port, self.plain_port, self.api_port = cloud.tls_port, cloud.plain_port, cloud.api_port
-        self.stopped = False
-
-    def call(self, coro, timeout=10.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def send_raw(self, device_id, data: bytes):
-        self.call(self.cloud.send_raw(device_id, data))
-
-    def online(self, device_id) -> bool:
-        return self.call(_value(lambda: device_id in self.cloud.channels))
-
-    def logins(self, device_id) -> int:
-        return self.call(_value(lambda: self.cloud.logins.get(device_id, 0)))
-
-    def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        self.call(self.cloud.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-async def _value(fn):
-    return fn()
-
-
-def start_in_thread(data_dir, host="127.0.0.1", **options) -> Running:
-    """Start a Cloud on a background thread; ports default to 0 (any free one)."""
-    for port in ("tls_port", "plain_port", "api_port"):
-        options.setdefault(port, 0)
-    loop = asyncio.new_event_loop()
-    started = concurrent.futures.Future()
-    cloud = Cloud(data_dir, host, **options)
-
-    def run():
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(cloud.start())
-        except BaseException as e:
-            started.set_exception(e)
-        else:
-            started.set_result(None)
-            loop.run_forever()
-        tasks = asyncio.all_tasks(loop)
-        for t in tasks:
-            t.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.close()
-
-    thread = threading.Thread(target=run, name="esplink-cloud", daemon=True)
-    thread.start()
-    started.result()
-    return Running(cloud, loop, thread)
+        await link.conn.send(bytes(data))
