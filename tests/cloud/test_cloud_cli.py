@@ -131,3 +131,38 @@ def test_authorize(cloud, make_device, data_dir):
     run = esplink("authorize", "k" * 40, "--data", data_dir)
     assert run.returncode == 1 and "HTTP 404" in run.stderr
     board.close()
+
+
+def test_datapoint_reads_and_writes_on_the_device_and_the_store(cloud, make_device, data_dir):
+    dev = make_device("plug")
+    board = FakeDevice(cloud, dev["master_key"]).login()
+    seen = []
+
+    def answer(delivery):
+        seen.append(delivery)
+        return [{"status": 200, "nonce": delivery["nonce"], "deliver_to_device": True,
+                 "datapoint": {"x": 7}}]
+
+    board.answer(answer, count=2)
+    run = esplink("datapoint", "plug", "light", "x=1", "label=warm", "--data", data_dir)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["datapoint"] == {"x": 7}
+    assert (seen[0]["method"], seen[0]["path"]) == ("POST", "/v1/datastreams/light/datapoint/")
+    assert seen[0]["body"] == {"datapoint": {"x": 1, "label": "warm"}}  # numbers stay numbers
+    run = esplink("datapoint", "plug", "light", "--data", data_dir)
+    assert run.returncode == 0, run.stderr
+    assert seen[1]["method"] == "GET"
+    # the device's answer to the write is what the cloud stored
+    run = esplink("datapoint", "plug", "light", "--stored", "--data", data_dir)
+    assert json.loads(run.stdout)["datapoint"]["x"] == 7, run.stdout
+    run = esplink("datapoint", "plug", "light", "x", "--data", data_dir)
+    assert run.returncode == 1 and "bad parameter 'x'" in run.stderr
+    board.close()
+
+
+def test_help_shows_defaults():
+    run = esplink("serve", "--help")
+    assert "(default: 8443)" in run.stdout and "(default: 9443)" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "esplink.cli", "pair", "ap", "--help"],
+                         capture_output=True, text=True)
+    assert "(default: 10.10.7.1:80)" in run.stdout

@@ -2,7 +2,11 @@
 38 KB heap) against the local cloud, over TLS on loopback with certificate checks."""
 import json
 import secrets
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -197,13 +201,48 @@ def test_esplink_cloud_cli_drives_the_board(online, cloud):
     assert "e2e" in listing
 
 
-def test_the_readme_demo_runs_start_to_finish():
-    done = esplink("demo", timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "activated with the token, identified" in out
-    assert "LED pin now lit" in out and "LED pin now dark" in out
-    assert out.rstrip().endswith("demo: OK")
+def test_the_readme_demo_runs_start_to_finish_and_again_on_its_dir(tmp_path):
+    for name in ("desk-lamp", "desk-lamp-2"):
+        done = esplink("demo", "--dir", str(tmp_path), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = done.stdout
+        assert f"esplink cloud device create -> '{name}'" in out
+        assert "activated with the token, identified" in out
+        assert "LED pin now lit" in out and "LED pin now dark" in out
+        assert out.rstrip().endswith("demo: OK")
+
+
+def processes_mentioning(text):
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass  # gone meanwhile
+    return found
+
+
+def test_sigterm_to_the_demo_stops_its_cloud_and_board(tmp_path):
+    demo = subprocess.Popen([sys.executable, "-m", "esplink.cli", "demo", "--dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for line in demo.stdout:
+            if "the board boots into AP pairing" in line:
+                break
+        assert (tmp_path / "cloud" / "server.json").exists()
+        assert len(processes_mentioning(str(tmp_path))) >= 3  # the demo, its cloud, its board
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(15) == 128 + signal.SIGTERM
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        demo.stdout.close()
+    assert not (tmp_path / "cloud" / "server.json").exists()  # the cloud stopped cleanly
+    deadline = time.monotonic() + 5
+    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize("chip, error, within", [

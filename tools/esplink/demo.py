@@ -4,9 +4,14 @@ Starts the local cloud, creates a device, boots a fresh virtual ESP8266 (38 KB h
 holding the device key and the cloud's CA, pairs it the way the phone app does, and
 once it has activated and identified over verified TLS, claims it with the pairing
 token and switches its LED through the cloud's REST API.
+
+Run again on the same --dir, it keeps the cloud (its CA, accounts, earlier devices) and
+boots a fresh board: the board's flash is erased as `tools/flash.sh --erase` would, and the
+new device takes the next free name (desk-lamp, desk-lamp-2, ...).
 """
 import json
-import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +21,7 @@ from pathlib import Path
 from esplink import CommandError
 from esplink.board.process import BoardProcess
 from esplink.cloud.client import Client
+from esplink.phone import new_token
 
 WIFI = {"home-wifi": "correct horse 42"}
 
@@ -44,21 +50,28 @@ def start_cloud(data):
     return proc, json.loads((data / "server.json").read_text())
 
 
+def free_name(data, base="desk-lamp"):
+    taken = {line.split()[1] for line in esplink("cloud", "devices", "--data", str(data)).splitlines()[1:]}
+    return next(name for name in [base] + [f"{base}-{n}" for n in range(2, len(taken) + 3)] if name not in taken)
+
+
 def demo(workdir):
     print("esplink demo: a virtual ESP8266 (MicroPython VM, 38 KB heap) and the local ESP cloud\n", flush=True)
-    data = workdir / "cloud"
+    data, flash = workdir / "cloud", workdir / "flash"
+    shutil.rmtree(flash, ignore_errors=True)  # a fresh board each run: it boots into pairing
     cloud, ports = start_cloud(data)
     board = None
     try:
         say(f"1. cloud: device TLS :{ports['tls_port']}, REST https :{ports['api_port']}, its own CA {data / 'ca.der'}")
-        created = esplink("cloud", "device", "create", "--name", "desk-lamp", "--data", str(data))
+        name = free_name(data)
+        created = esplink("cloud", "device", "create", "--name", name, "--data", str(data))
         key = created.split("master device key: ")[1].split()[0]
-        say("2. esplink cloud device create -> 'desk-lamp'; its key goes into the board's settings (not shown)")
-        board = BoardProcess(workdir / "flash", WIFI, device_key=key, ca=data / "ca.der").start()
+        say(f"2. esplink cloud device create -> {name!r}; its key goes into the board's settings (not shown)")
+        board = BoardProcess(flash, WIFI, device_key=key, ca=data / "ca.der").start()
         ap = board.expect(r"^ap: up (\S+)").group(1)
         board.expect(r"^led: pairing")
         say(f"3. the board boots into AP pairing: AP {ap}, HTTP on 127.0.0.1:{board.http_port}, LED fast blink")
-        token = secrets.token_hex(20)
+        token = new_token()
         out = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", "home-wifi",
                       "--password", WIFI["home-wifi"], "--server", f"127.0.0.1:{ports['tls_port']}",
                       "--token", token)
@@ -73,7 +86,7 @@ def demo(workdir):
         say("6. TLS to the cloud, server certificate checked against the CA: activated with the token, identified")
         client = Client(ports["host"], ports["api_port"], data / "ca.pem")
         owner = client.authorize(token)
-        say("7. phone: POST /v1/key/authorize/ with the token -> an owner key for desk-lamp")
+        say(f"7. phone: POST /v1/key/authorize/ with the token -> an owner key for {name}")
         board.led_becomes(1)
         for action, lit in (("LED_OFF", 0), ("LED_ON", 1), ("LED_OFF", 0)):
             t0 = time.perf_counter()
@@ -103,7 +116,12 @@ def demo(workdir):
         cloud.wait(10)
 
 
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through demo()'s finally: the board and the cloud stop too
+
+
 def cmd_demo(args):
+    signal.signal(signal.SIGTERM, _stop)
     if args.dir:
         return demo(Path(args.dir))
     with tempfile.TemporaryDirectory(prefix="esplink-demo-") as tmp:

@@ -108,13 +108,19 @@ def cmd_devices(args):
     return 0
 
 
-def cmd_rpc(args):
-    params = {}
-    for item in args.params:
+def _pairs(items, reserved=()) -> dict:
+    """KEY=VALUE arguments as a dict; ValueError names the bad one."""
+    pairs = {}
+    for item in items:
         k, sep, v = item.partition("=")
-        if not sep or not k or k in ("action", "deliver_to_device"):
-            raise CommandError(f"bad parameter {item!r}: want KEY=VALUE (not action or deliver_to_device)")
-        params[k] = v
+        if not sep or not k or k in reserved:
+            extra = f" (not {' or '.join(reserved)})" if reserved else ""
+            raise CommandError(f"bad parameter {item!r}: want KEY=VALUE{extra}")
+        pairs[k] = v
+    return pairs
+
+
+def _device(args) -> dict:
     store = _store(args.data)
     try:
         dev = store.find_device(args.device)
@@ -122,13 +128,39 @@ def cmd_rpc(args):
         store.close()
     if dev is None:
         raise CommandError(f"404 unknown device {args.device!r} (esplink cloud devices --data {args.data})")
-    status, reply = client_for(args.data, args.timeout).rpc(
-        dev["master_key"], args.action, args.method, **params)
+    return dev
+
+
+def _answer(what, dev, status, reply):
     if not 200 <= status < 300:
-        raise CommandError(f"rpc {args.action} to device {dev['id']} ({dev['name']}) failed:"
+        raise CommandError(f"{what} on device {dev['id']} ({dev['name']}) failed:"
                            f" HTTP {status} {reply.get('message', '')}".rstrip())
     print(json.dumps(reply, sort_keys=True))
     return 0
+
+
+def cmd_rpc(args):
+    params = _pairs(args.params, ("action", "deliver_to_device"))
+    dev = _device(args)
+    status, reply = client_for(args.data, args.timeout).rpc(dev["master_key"], args.action, args.method, **params)
+    return _answer(f"rpc {args.action}", dev, status, reply)
+
+
+def _number(text):
+    """Datapoint values are numbers on the ESP cloud (x, y, z, k, v); anything else stays text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
+
+
+def cmd_datapoint(args):
+    values = {k: _number(v) for k, v in _pairs(args.values).items()}
+    dev = _device(args)
+    client = client_for(args.data, args.timeout)
+    status, reply = client.datapoint(dev["master_key"], args.stream, values or None, deliver=not args.stored)
+    return _answer(f"datapoint {args.stream}", dev, status, reply)
 
 
 def cmd_authorize(args):
@@ -177,6 +209,17 @@ def register(subparsers):
                    help="how long to wait for the cloud's answer (the server gives up first,"
                         " with 504, after its --rpc-timeout)")
     r.set_defaults(func=cmd_rpc)
+
+    d = sub.add_parser("datapoint", parents=[data], help="read a datastream's latest datapoint on a device, or"
+                       " write one (with KEY=VALUE)")
+    d.add_argument("device", metavar="DEVICE", help="device id or name")
+    d.add_argument("stream", metavar="STREAM", help="datastream name, e.g. light")
+    d.add_argument("values", nargs="*", metavar="KEY=VALUE", help="datapoint fields to write, e.g. x=1")
+    d.add_argument("--stored", action="store_true",
+                   help="the cloud's stored copy: do not deliver to the device")
+    d.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the cloud's answer")
+    d.set_defaults(func=cmd_datapoint)
 
     a = sub.add_parser("authorize", parents=[data], help="claim an activated device by its token")
     a.add_argument("token")
