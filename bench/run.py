@@ -1,5 +1,6 @@
 """The benchmarks on the virtual board (32-bit MicroPython VM), printed as tables:
-pairing (here), the cloud link (bench/cloud.py) and touch-mode decoding (bench/touch.py).
+pairing (here), the cloud link and the cloud under a fleet (bench/cloud.py, bench/fleet.py)
+and touch-mode decoding (bench/touch.py).
 
     ./dev bench [pairing] [cloud] [touch]   (or: .venv/bin/python bench/run.py ...; default all)
 
@@ -203,9 +204,10 @@ def pairing_table():
 
 def main(argv):
     import cloud  # bench/cloud.py, beside this file
+    import fleet  # bench/fleet.py
     import touch  # bench/touch.py
 
-    benches = {"pairing": pairing_table, "cloud": cloud.main, "touch": touch.main}
+    benches = {"pairing": pairing_table, "cloud": lambda: cloud.main() | fleet.main(), "touch": touch.main}
     chosen = argv or list(benches)
     unknown = [name for name in chosen if name not in benches]
     if unknown:

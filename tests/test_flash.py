@@ -342,3 +342,15 @@ def test_full_run_with_fakes(fw, image, tmp_path, fakes):
     assert KEY not in r.stdout + r.stderr
     # The temp build dir (holding the key) is removed afterwards.
     assert not any((tmp_path / "tmpdir").iterdir())
+
+
+def test_the_key_from_the_environment(fw, image, tmp_path, fakes):
+    """ESPLINK_DEVICE_KEY: the key never on a command line (ps shows those to everyone)."""
+    r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image],
+            fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}", env={"ESPLINK_DEVICE_KEY": KEY})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "capture" / "settings.json").read_text().strip() == '{"device_key": "%s"}' % KEY
+    assert KEY not in r.stdout + r.stderr + (tmp_path / "fake.log").read_text()
+    r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image],
+            fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}", env={"ESPLINK_DEVICE_KEY": "0" * 39})
+    assert r.returncode == 2 and "40 hex characters (got 39" in r.stderr

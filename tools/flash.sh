@@ -19,7 +19,8 @@ everything to the board's root with mpremote and reset the board.
   --chip CHIP        esp8266 (image at offset 0) or esp32 (image at 0x1000)
   --port PORT        serial port of the board, e.g. /dev/ttyUSB0
   --firmware FILE    MicroPython .bin image
-  --device-key KEY   40 hex chars, written to settings.json (never printed)
+  --device-key KEY   40 hex chars, written to settings.json (never printed);
+                     better ESPLINK_DEVICE_KEY, which others cannot read in ps
   --ca FILE          CA certificate; PEM -> ca.pem, anything else -> ca.der
                      (the ESP32 verifies the cloud with it; the ESP8266 cannot)
   --plain            talk to the cloud in plain TCP (port 8000), not TLS
@@ -36,6 +37,7 @@ everything to the board's root with mpremote and reset the board.
                      partition (/rom/...) in tracebacks.
 
 Environment:
+  ESPLINK_DEVICE_KEY    the device key, when --device-key is not given
   ESPLINK_FIRMWARE_DIR  firmware tree to build (default: <repo>/firmware)
   MPY_CROSS             mpy-cross binary (default: mpy-cross from PATH)
   ESPLINK_BOOT_WAIT     seconds to wait for MicroPython to boot (default 3)
@@ -101,6 +103,9 @@ else
     [[ -n $port ]] || die "missing --port"
     [[ -n $image ]] || die "missing --firmware"
     [[ -f $image ]] || die "firmware file not found: $image"
+    if [[ $have_key == 0 && -n ${ESPLINK_DEVICE_KEY:-} ]]; then
+        device_key=$ESPLINK_DEVICE_KEY; have_key=1
+    fi
     if [[ $have_key == 1 && ! $device_key =~ ^[0-9a-fA-F]{40}$ ]]; then
         # Never echo the value: even a mistyped key is mostly the secret.
         die "--device-key must be exactly 40 hex characters (got ${#device_key} characters)"

@@ -151,6 +151,11 @@ def test_history_too_large_and_the_device_s_answer_stored(cloud, api):
         assert api.datapoint(master, "plug-status", {"x": x}, deliver=False)[0] == 200
     status, reply = api.request("GET", f"/v1/datastreams/plug-status/datapoints/?device_id={dev_id}", ada)
     assert status == 200 and [p["x"] for p in reply["datapoints"]] == [1, 0, 1] and all("at" in p for p in reply["datapoints"])
+    assert api.datapoint(master, "temp", {"x": 21.5}, deliver=False)[0] == 200
+    status, reply = api.request("GET", f"/v1/datastreams/?device_id={dev_id}", ada)
+    assert [(s["name"], s["count"]) for s in reply["datastreams"]] == [("plug-status", 3), ("temp", 1)]
+    bob = join(api, "bob@example.org")
+    assert api.request("GET", f"/v1/datastreams/?device_id={dev_id}", bob)[0] == 404
     # a delivery the device could not take is refused at once, not after 10 s
     status, reply = api.request("GET", "/v1/device/rpc/?action=LED_ON&pad=" + "x" * 2100, master)
     assert status == 413 and "too large for the device" in reply["message"]
@@ -194,3 +199,17 @@ def test_json_bodies_whatever_the_content_type(cloud, api):
     conn.request("POST", "/v1/user/join/", body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_where_devices_connect_and_the_ca(cloud, api, data_dir):
+    import http.client
+
+    status, reply = api.request("GET", "/v1/cloud/")
+    assert status == 200 and reply["cloud"]["tls_port"] == cloud.tls_port
+    assert reply["cloud"]["plain_port"] == cloud.plain_port
+    for path, name in ((reply["cloud"]["ca_der"], "ca.der"), (reply["cloud"]["ca_pem"], "ca.pem")):
+        conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=api.ctx, timeout=5)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == (data_dir / name).read_bytes()
+        conn.close()

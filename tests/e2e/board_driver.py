@@ -1,7 +1,9 @@
 """Helpers for the end-to-end tests: the board process (from esplink.board.process) and raw HTTP."""
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from esplink.board.process import BoardProcess as Board  # noqa: F401  (the tests' name for it)
 
@@ -46,4 +48,14 @@ def split_responses(data):
         n = int(headers["Content-Length"])
         out.append((status, headers, rest[:n]))
         data = rest[n:]
+    return out
+
+
+PHONE = {"width": 390, "height": 844}  # a phone's viewport, for pages in Chromium
+
+
+def artifacts(tmp_path):
+    """Where screenshots go: $ESPLINK_ARTIFACTS (kept), else the test's own directory."""
+    out = Path(os.environ.get("ESPLINK_ARTIFACTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
     return out

@@ -231,7 +231,10 @@ def test_sigterm_to_the_demo_stops_its_cloud_and_board(tmp_path):
             if "the board boots into AP pairing" in line:
                 break
         assert (tmp_path / "cloud" / "server.json").exists()
-        assert len(processes_mentioning(str(tmp_path))) >= 3  # the demo, its cloud, its board
+        running = processes_mentioning(str(tmp_path))
+        assert len(running) >= 3  # the demo, its cloud, its board
+        for pid in running:  # the device key goes by environment, never argv (ps shows argv to all)
+            assert b"--device-key" not in Path(f"/proc/{pid}/cmdline").read_bytes()
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(15) == 128 + signal.SIGTERM
     finally:

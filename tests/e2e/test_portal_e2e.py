@@ -8,7 +8,6 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import dns.message
 import dns.query
@@ -16,13 +15,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from board_driver import HOME, http_exchange, read_until_quiet, split_responses
+from board_driver import HOME, PHONE, artifacts, http_exchange, read_until_quiet, split_responses
 from esplink.phone import pair_ap
 
 SCAN = [("home", -52), ("office", -67), ("neighbours <b>5G</b>", -80), ("home", -71)]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
@@ -31,23 +27,6 @@ def portal(make_board):
     board.expect(r"^ap: up")
     board.expect(r"^led: pairing")
     return board
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def artifacts(tmp_path):
-    """Where screenshots go: $ESPLINK_ARTIFACTS (kept), else the test's own directory."""
-    out = Path(os.environ.get("ESPLINK_ARTIFACTS") or tmp_path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 # ---- DNS

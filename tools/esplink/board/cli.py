@@ -1,4 +1,5 @@
 """`esplink board run` boots a virtual board; `esplink board press` presses its button."""
+import os
 import re
 import signal
 import sys
@@ -82,7 +83,9 @@ def register(subparsers):
     p.add_argument("--scan", action="append", metavar="SSID:RSSI",
                    help="a network a Wi-Fi scan finds, with its signal in dBm (repeatable); the --wifi "
                         "access points are found too, at -60 dBm unless listed here")
-    p.add_argument("--device-key", metavar="KEY", help="the cloud's 40-hex device key, into settings.json")
+    p.add_argument("--device-key", metavar="KEY", default=os.environ.get("ESPLINK_DEVICE_KEY"),
+                   help="the cloud's 40-hex device key, into settings.json (default: env ESPLINK_DEVICE_KEY,"
+                        " which other users cannot read in ps)")
     p.add_argument("--ca", metavar="FILE", help="CA certificate the board verifies the cloud with")
     p.add_argument("--plain", action="store_true", help="talk to the cloud in plain TCP, not TLS")
     p.add_argument("--heap-probe", action="store_true",

@@ -299,8 +299,6 @@ class BoardProcess:
             argv.append("--heap-probe")
         if o.prelude:
             argv += ["--prelude", str(o.prelude)]
-        if self.device_key:
-            argv += ["--device-key", self.device_key]
         if self.ca:
             argv += ["--ca", str(self.ca)]
         if self.plain:
@@ -308,7 +306,11 @@ class BoardProcess:
         return argv
 
     def start(self):
-        self.process = Process(self.argv())
+        env = dict(os.environ)
+        env.pop("ESPLINK_DEVICE_KEY", None)
+        if self.device_key:
+            env["ESPLINK_DEVICE_KEY"] = self.device_key  # not in argv: ps shows argv to every user
+        self.process = Process(self.argv(), env=env)
         return self
 
     @property

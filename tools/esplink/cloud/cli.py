@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.cloud import default_data_dir
+from esplink.cloud import default_data_dir, simulate
 from esplink.cloud.store import Store
 
 # the server and client (cryptography) load in the commands that use them:
@@ -224,3 +224,5 @@ def register(subparsers):
     a = sub.add_parser("authorize", parents=[data], help="claim an activated device by its token")
     a.add_argument("token")
     a.set_defaults(func=cmd_authorize)
+
+    simulate.register(sub)

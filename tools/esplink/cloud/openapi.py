@@ -30,6 +30,12 @@ PATHS = {
                                      " user key); its owner key", "optional user key", _obj(token=_STR),
                                      _obj(key=_KEY, device=_DEVICE), []),
     ("GET", "/v1/openapi.json"): ("This document", None, None, {"type": "object"}, []),
+    ("GET", "/v1/cloud/"): ("Where devices connect (TLS and plain ports on this host) and where the CA is", None,
+                            None, _obj(cloud={"type": "object"}), []),
+    ("GET", "/ca.der"): ("The cloud's CA certificate, DER (for flash.sh --ca and boards)", None, None,
+                         {"type": "string", "contentMediaType": "application/x-x509-ca-cert"}, []),
+    ("GET", "/ca.pem"): ("The cloud's CA certificate, PEM", None, None,
+                         {"type": "string", "contentMediaType": "application/x-pem-file"}, []),
     ("GET", "/v1/user/devices/"): ("The account's devices (owned and shared), online state and last seen",
                                    "user key", None, _obj(devices={"type": "array", "items": _DEVICE}), []),
     ("POST", "/v1/user/devices/"): ("Create a device in the account: its master key (shown once), product and"
@@ -60,6 +66,9 @@ PATHS = {
                                  [_DEVICE_ID, {"name": "action", "in": "query", "required": True, "schema": _STR}]),
     ("POST", "/v1/device/rpc/"): ("The same with a body", "device key, or user key + device_id",
                                   {"type": "object"}, {"type": "object"}, [_DEVICE_ID]),
+    ("GET", "/v1/datastreams/"): ("The device's datastreams that hold datapoints: name, count, last time",
+                                  "device key, or user key + device_id", None,
+                                  _obj(datastreams={"type": "array"}), [_DEVICE_ID]),
     ("GET", "/v1/datastreams/{stream}/datapoint/"): ("The latest datapoint (stored), or the device's with"
                                                      " ?deliver_to_device=true", "device key, or user key +"
                                                      " device_id", None, _obj(datapoint={"type": "object"}),

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import secrets
 import time
 from pathlib import Path
@@ -24,6 +25,23 @@ WRITE_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 BYEBYE = {"message": "byebye, close by other peer login with same master key", "status": 200}
 FIELD_LIMIT = 128  # activate's token/bssid/rom_version go back in its reply: keep it small
+# After a restart the whole fleet reconnects within a second or two: asyncio's default
+# backlog of 100 had the kernel drop SYNs (153 of 1000 in bench/fleet.py), each a 1 s retry.
+BACKLOG = 1024
+
+
+def _fit_for_a_fleet():
+    """Process-wide settings a cloud holding thousands of sockets needs."""
+    protocol.small_tls_buffers()
+    # one descriptor per device: the usual soft limit of 1024 stopped the cloud at ~1010
+    # devices, with the REST API starved too. The hard limit is ours to take.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class Conn:
@@ -93,6 +111,7 @@ class Cloud:
         from esplink.cloud import web  # aiohttp: loaded by the server only
 
         self._refuse_second_server()
+        open_files = _fit_for_a_fleet()
         self.paths = certs.ensure(self.data_dir, self.cert_names)
         self.ca_file = self.paths.ca_pem
         self.store = Store(self.data_dir)
@@ -101,7 +120,8 @@ class Cloud:
             for handler, port, tls in ((self._tls, self.tls_port, certs.device_context(self.paths)),
                                        (self._plain, self.plain_port, None)):
                 self._servers.append(await asyncio.start_server(
-                    handler, self.host, port, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None))
+                    handler, self.host, port, ssl=tls, backlog=BACKLOG,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None))
             self._web = await web.start(self, self.host, self.api_port, certs.server_context(self.paths))
         except BaseException:
             await self.stop()  # release the ports already bound
@@ -109,8 +129,9 @@ class Cloud:
         self.tls_port, self.plain_port = (s.sockets[0].getsockname()[1] for s in self._servers)
         self.api_port = self._web.port
         self._write_server_json()
-        log.info("cloud up: device TLS %s, plain %s, REST API and console %s (data %s)",
-                 self.tls_port, self.plain_port, self.api_port, self.data_dir)
+        log.info("cloud up: device TLS %s, plain %s, REST API and console %s (data %s); room for about %d"
+                 " devices (open files limit %d)", self.tls_port, self.plain_port, self.api_port, self.data_dir,
+                 max(open_files - 64, 0), open_files)
 
     async def stop(self):
         """Drop every socket at once, as a killed process would; state is on disk."""

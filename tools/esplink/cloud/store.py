@@ -348,6 +348,12 @@ class Store:
                         " ORDER BY id DESC LIMIT 1", device_id, stream)
         return json.loads(row["json"]) if row else None
 
+    def streams(self, device_id) -> list[dict]:
+        """The device's datastreams that hold datapoints: name, count, last time."""
+        rows = self._all("SELECT stream, COUNT(*) AS count, MAX(created) AS last FROM datapoints"
+                         " WHERE device_id = ? GROUP BY stream ORDER BY stream", device_id)
+        return [{"name": r["stream"], "count": r["count"], "last": r["last"]} for r in rows]
+
     def datapoints(self, device_id, stream: str, limit=200) -> list[dict]:
         """The stream's history, oldest first: each datapoint with its time ("at")."""
         rows = self._all("SELECT json, created FROM datapoints WHERE device_id = ? AND stream = ?"

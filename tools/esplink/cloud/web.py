@@ -44,7 +44,7 @@ class Site:
 
 
 async def start(cloud, host, port, ssl_context) -> Site:
-    app = web.Application(middlewares=[_errors], client_max_size=BODY_LIMIT)
+    app = web.Application(middlewares=[_headers, _errors], client_max_size=BODY_LIMIT)
     app[CLOUD] = cloud
     app[FAILURES] = defaultdict(deque)
     for method, path, handler in ROUTES:
@@ -58,6 +58,22 @@ async def start(cloud, host, port, ssl_context) -> Site:
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     return Site(runner, runner.addresses[0][1])
+
+
+# The console loads only its own files; the QR code arrives as a blob: URL.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none';"
+                               " base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@web.middleware
+async def _headers(request, handler):
+    response = await handler(request)
+    response.headers.update(_SECURITY_HEADERS)
+    return response
 
 
 @web.middleware
@@ -214,6 +230,22 @@ async def authorize(request):
     return _json({"key": replies.owner_key(key, dev), "device": replies.device(dev), "status": 200})
 
 
+async def cloud_info(request):
+    """Where devices connect and the CA they verify the cloud with: the console's pairing
+    link and flash command line take them from here."""
+    cloud = request.app[CLOUD]
+    return _json({"cloud": {"tls_port": cloud.tls_port, "plain_port": cloud.plain_port, "ca_der": "/ca.der",
+                            "ca_pem": "/ca.pem"}, "status": 200})
+
+
+async def ca_file(request):
+    """The cloud's CA certificate, public: boards (flash.sh --ca) and browsers take it."""
+    paths = request.app[CLOUD].paths
+    if request.path.endswith(".der"):
+        return web.FileResponse(paths.ca_der, headers={"Content-Type": "application/x-x509-ca-cert"})
+    return web.FileResponse(paths.ca_pem, headers={"Content-Type": "application/x-pem-file"})
+
+
 async def openapi_json(request):
     return web.json_response(openapi.spec(ROUTES))
 
@@ -350,6 +382,11 @@ async def datapoint(request):
     return _json(cloud.latest_datapoint(dev, stream))
 
 
+async def streams(request):
+    _, dev = _device(request)
+    return _json({"datastreams": request.app[CLOUD].store.streams(dev["id"]), "status": 200})
+
+
 async def datapoints(request):
     _, dev = _device(request)
     stream = request.match_info["stream"]
@@ -391,6 +428,9 @@ ROUTES = [
     ("POST", "/v1/keys/", keys),
     ("POST", "/v1/key/authorize/", authorize),
     ("GET", "/v1/openapi.json", openapi_json),
+    ("GET", "/v1/cloud/", cloud_info),
+    ("GET", "/ca.der", ca_file),
+    ("GET", "/ca.pem", ca_file),
     ("GET", "/v1/user/devices/", user_devices),
     ("POST", "/v1/user/devices/", user_devices),
     ("POST", "/v1/key/share/", share),
@@ -402,6 +442,7 @@ ROUTES = [
     ("POST", "/v1/device/activate/", activate),
     ("GET", "/v1/device/rpc/", rpc),
     ("POST", "/v1/device/rpc/", rpc),
+    ("GET", "/v1/datastreams/", streams),
     ("GET", "/v1/datastreams/{stream:[A-Za-z0-9_.-]{1,64}}/datapoint/", datapoint),
     ("POST", "/v1/datastreams/{stream:[A-Za-z0-9_.-]{1,64}}/datapoint/", datapoint),
     ("GET", "/v1/datastreams/{stream:[A-Za-z0-9_.-]{1,64}}/datapoints/", datapoints),
