@@ -1,6 +1,7 @@
 """The device socket, as a board sees it."""
 import datetime
 import json
+import logging
 import socket
 import time
 
@@ -44,11 +45,15 @@ def test_activate(cloud, make_device, connect, data_dir, tls):
     assert cloud.online(dev["id"]) and cloud.logins(dev["id"]) == 1
 
 
-def test_bad_key_missing_and_garbled_authorization(cloud, make_device, connect):
+def test_bad_key_missing_and_garbled_authorization(cloud, make_device, connect, caplog):
+    caplog.set_level(logging.INFO, logger="esplink.cloud")
     dev = make_device()
     board = connect(dev["master_key"])
     assert board.activate(key="f" * 40) == {
         "message": "invalid device key", "nonce": board.nonce, "status": 403}
+    # the cloud's operator sees the refusal, not the key that was tried
+    assert "device socket from 127.0.0.1: refused an unknown device key" in caplog.text
+    assert "f" * 40 not in caplog.text
     board.send({"nonce": 5, "path": "/v1/device/activate/", "method": "POST", "body": {"token": TOKEN}})
     assert board.read()["status"] == 401
     board.send({"nonce": 6, "path": "/v1/ping/", "method": "POST", "meta": {"Authorization": dev["master_key"]}})
