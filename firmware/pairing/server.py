@@ -1,11 +1,18 @@
 # The pairing HTTP server: an asyncio driver around pairing.http and the handlers.
-# A browser opens several connections at once and a slow or hostile client may hold
-# one: when all slots are taken the least recently served connection (by its last
-# answered request, or its accept) is closed to make room, never the newcomer
-# (ESP-IDF httpd's lru_purge_enable). A client trickling a request is never served,
-# so it goes first.
+# The heap is the limit, not the sockets: a connection costs heap only once accepted
+# (a task, a stream, a parser), so this server accepts only when it has a slot. A
+# connection it cannot take yet waits in the listen backlog, which lives in lwIP's
+# memory, not the 38 KB heap; beyond the backlog lwIP refuses the handshake itself
+# (extmod/modlwip.c:517-550, _lwip_tcp_accept answers ERR_BUF). A flood therefore
+# queues outside the heap instead of allocating inside it.
+# When all slots are taken, a connection quiet for a while (an idle keep-alive of a
+# browser, a client trickling a request) is closed to make room, the least recently
+# served first (ESP-IDF httpd's lru_purge_enable); a young one never is, so a burst
+# cannot evict a phone that has just connected.
 import asyncio
 import gc
+import select
+import socket
 import time
 
 from micropython import const
@@ -14,8 +21,11 @@ from pairing import handlers, http
 
 MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; each holds up to 1 KB of head
 REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
-_READ = const(128)
+_QUIET_MS = const(1000)  # a connection this long without a served request may be closed for a newcomer
+_BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
+_POLL_MS = const(20)  # the accept loop's period, as the button's
 _REAP_MS = const(500)
+_READ = const(128)
 _CHUNK = const(1460)  # a streamed page goes out in writes of about a TCP segment
 _SWALLOW = const(512)
 SWITCH = "switch"  # until_paired(): a press asked for the other pairing mode
@@ -29,10 +39,17 @@ class Server:
         self.ctx = ctx
         self.conns = []  # [task, deadline or None once cancelled, last served] per connection
         self.listener = None
+        # one streamed page at a time: each holds a segment's buffer and a file
+        self.paging = asyncio.Lock()
 
     async def start(self, host, port):
-        self.listener = await asyncio.start_server(self._serve, host, port, 2)
-        asyncio.create_task(self._reap())
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(socket.getaddrinfo(host, port)[0][-1])
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+        self.listener = sock
+        asyncio.create_task(self._accept())
 
     async def until_paired(self, app, window_ms=0):
         """The accepted POST /ap (a dict), SWITCH on a press, or CLOSED when window_ms
@@ -50,8 +67,7 @@ class Server:
     async def stop(self):
         listener, self.listener = self.listener, None
         if listener:
-            listener.close()
-            await listener.wait_closed()
+            listener.close()  # and with it what waited in its backlog
         for conn in self.conns:
             conn[0].cancel()
         # let them close their sockets while the interface is still up
@@ -60,33 +76,55 @@ class Server:
                 break
             await asyncio.sleep_ms(10)
 
-    async def _reap(self):
-        # One timer for all connections: a wait_for() around every read would
-        # allocate a task per read, and the ESP8266's heap fragments.
+    async def _accept(self):
+        # A polled loop rather than asyncio.start_server, which accepts whatever
+        # arrives and gives each connection a task at once (extmod/asyncio/stream.py,
+        # Server._serve). One loop also keeps every connection's deadline: a
+        # wait_for() around each read would allocate a task per read.
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        reaped = time.ticks_ms()
         while self.listener:
-            await asyncio.sleep_ms(_REAP_MS)
+            while readable(poller) and self._room():
+                try:
+                    sock, _ = self.listener.accept()
+                except OSError:
+                    break  # it gave up while waiting
+                sock.setblocking(False)
+                stream = asyncio.StreamReader(sock)  # MicroPython: one Stream reads and writes
+                now = time.ticks_ms()
+                # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
+                conn = [None, time.ticks_add(now, REQUEST_MS), now]
+                conn[0] = asyncio.create_task(self._serve(stream, conn))
+                self.conns.append(conn)
             now = time.ticks_ms()
-            for conn in self.conns:
-                if conn[1] is not None and time.ticks_diff(conn[1], now) <= 0:
-                    conn[1] = None
-                    conn[0].cancel()
+            if time.ticks_diff(now, reaped) >= _REAP_MS:
+                reaped = now
+                for conn in self.conns:
+                    if conn[1] is not None and time.ticks_diff(conn[1], now) <= 0:
+                        conn[1] = None
+                        conn[0].cancel()
+            await asyncio.sleep_ms(_POLL_MS)
 
-    def _make_room(self):
+    def _room(self):
+        """A slot for the next connection: a free one, or one made by closing the
+        least recently served connection that has been quiet for _QUIET_MS. Made
+        room shows as free on a later poll, once the closed one has let go."""
+        if len(self.conns) < MAX_CONNECTIONS:
+            return True
+        now = time.ticks_ms()
         oldest = None
         for conn in self.conns:
-            if conn[1] is not None and (oldest is None or time.ticks_diff(conn[2], oldest[2]) < 0):
+            if conn[1] is not None and time.ticks_diff(now, conn[2]) >= _QUIET_MS and (
+                    oldest is None or time.ticks_diff(conn[2], oldest[2]) < 0):
                 oldest = conn
         if oldest:
             oldest[1] = oldest[2] = None  # its task sees the cancel and closes without a reply
             oldest[0].cancel()
+        return False
 
-    async def _serve(self, reader, writer):
-        if len(self.conns) >= MAX_CONNECTIONS:
-            self._make_room()
-        # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-        now = time.ticks_ms()
-        conn = [asyncio.current_task(), time.ticks_add(now, REQUEST_MS), now]
-        self.conns.append(conn)
+    async def _serve(self, stream, conn):
+        reader = writer = stream
         parser = http.Parser()
         continued = False
         try:
@@ -103,7 +141,14 @@ class Server:
                     parser.feed(data)
                     continue
                 continued = False
-                if not await _send(writer, req, handlers.handle(req, self.ctx)):
+                reply = handlers.handle(req, self.ctx)
+                if isinstance(reply.body, bytes):
+                    keep = await _send(writer, req, reply)
+                else:
+                    async with self.paging:
+                        keep = await _send(writer, req, reply)
+                reply = None
+                if not keep:
                     break
                 now = time.ticks_ms()
                 conn[1], conn[2] = time.ticks_add(now, REQUEST_MS), now
