@@ -344,7 +344,7 @@ def test_full_run_with_fakes(fw, image, tmp_path, fakes):
     assert not any((tmp_path / "tmpdir").iterdir())
 
 
-def test_the_key_from_the_environment(fw, image, tmp_path, fakes):
+def test_the_key_from_the_environment_or_a_file(fw, image, tmp_path, fakes):
     """ESPLINK_DEVICE_KEY: the key never on a command line (ps shows those to everyone)."""
     r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image],
             fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}", env={"ESPLINK_DEVICE_KEY": KEY})
@@ -354,3 +354,11 @@ def test_the_key_from_the_environment(fw, image, tmp_path, fakes):
     r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image],
             fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}", env={"ESPLINK_DEVICE_KEY": "0" * 39})
     assert r.returncode == 2 and "40 hex characters (got 39" in r.stderr
+    (tmp_path / "key").write_text(KEY + "\r\n")
+    r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image,
+             "--device-key-file", tmp_path / "key"], fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "capture" / "settings.json").read_text().strip() == '{"device_key": "%s"}' % KEY
+    r = run(["--chip", "esp8266", "--port", "/dev/ttyUSB0", "--firmware", image,
+             "--device-key-file", tmp_path / "nope"], fw, tmp_path, path=f"{fakes}:{SYSTEM_PATH}")
+    assert r.returncode == 2 and "cannot read --device-key-file" in r.stderr

@@ -9,7 +9,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: tools/flash.sh --chip esp8266|esp32 --port PORT --firmware FILE
-                      [--device-key KEY] [--ca FILE] [--plain] [--romfs] [--dry-run]
+                      [--device-key KEY | --device-key-file FILE] [--ca FILE] [--plain] [--romfs] [--dry-run]
        tools/flash.sh --build-only DIR [--romfs] [--dry-run]
 
 Full mode: erase the flash, write the MicroPython image FILE, compile the
@@ -20,7 +20,8 @@ everything to the board's root with mpremote and reset the board.
   --port PORT        serial port of the board, e.g. /dev/ttyUSB0
   --firmware FILE    MicroPython .bin image
   --device-key KEY   40 hex chars, written to settings.json (never printed);
-                     better ESPLINK_DEVICE_KEY, which others cannot read in ps
+                     better ESPLINK_DEVICE_KEY or --device-key-file FILE
+                     (its first line): other users can read command lines
   --ca FILE          CA certificate; PEM -> ca.pem, anything else -> ca.der
                      (the ESP32 verifies the cloud with it; the ESP8266 cannot)
   --plain            talk to the cloud in plain TCP (port 8000), not TLS
@@ -54,7 +55,7 @@ firmware_dir=${ESPLINK_FIRMWARE_DIR:-$script_dir/../firmware}
 mpy_cross=${MPY_CROSS:-mpy-cross}
 boot_wait=${ESPLINK_BOOT_WAIT:-3}
 
-chip= port= image= device_key= ca= build_only= dry_run=0 plain=0 romfs=0 have_key=0 build_only_given=0
+chip= port= image= device_key= key_file= ca= build_only= dry_run=0 plain=0 romfs=0 have_key=0 build_only_given=0
 
 # ---------------------------------------------------------------- arguments
 need_value() {  # $1 option, $2 its value, if any: '--port --dry-run' is a typo
@@ -70,12 +71,14 @@ while [[ $# -gt 0 ]]; do
         --port)       need_value "$@"; port=$2;       shift 2 ;;
         --firmware)   need_value "$@"; image=$2;      shift 2 ;;
         --device-key) need_value "$@"; device_key=$2; have_key=1; shift 2 ;;
+        --device-key-file) need_value "$@"; key_file=$2; shift 2 ;;
         --ca)         need_value "$@"; ca=$2;         shift 2 ;;
         --build-only) need_value "$@"; build_only=$2; build_only_given=1; shift 2 ;;
         --chip=*)       chip=${1#*=};       shift ;;
         --port=*)       port=${1#*=};       shift ;;
         --firmware=*)   image=${1#*=};      shift ;;
         --device-key=*) device_key=${1#*=}; have_key=1; shift ;;
+        --device-key-file=*) key_file=${1#*=}; shift ;;
         --ca=*)         ca=${1#*=};         shift ;;
         --build-only=*) build_only=${1#*=}; build_only_given=1; shift ;;
         *) die "unknown option: $1 (see --help)" ;;
@@ -90,7 +93,7 @@ done
 
 if [[ $build_only_given == 1 ]]; then
     [[ -n $build_only ]] || die "--build-only needs a directory"
-    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $ca || $plain == 1 ]]; then
+    if [[ -n $chip || -n $port || -n $image || $have_key == 1 || -n $key_file || -n $ca || $plain == 1 ]]; then
         die "--build-only DIR only combines with --romfs and --dry-run"
     fi
 else
@@ -103,6 +106,11 @@ else
     [[ -n $port ]] || die "missing --port"
     [[ -n $image ]] || die "missing --firmware"
     [[ -f $image ]] || die "firmware file not found: $image"
+    if [[ $have_key == 0 && -n $key_file ]]; then
+        [[ -r $key_file ]] || die "cannot read --device-key-file $key_file"
+        IFS= read -r device_key < "$key_file" || true
+        device_key=${device_key%$'\r'}; have_key=1
+    fi
     if [[ $have_key == 0 && -n ${ESPLINK_DEVICE_KEY:-} ]]; then
         device_key=$ESPLINK_DEVICE_KEY; have_key=1
     fi

@@ -10,9 +10,9 @@ from esplink.board.process import BoardProcess as Board  # noqa: F401  (the test
 HOME = {"home": "secret-home-pw", "office": "office-pw-123"}  # the virtual access points
 
 
-def esplink(*args, timeout=30):
-    return subprocess.run([sys.executable, "-m", "esplink.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+def esplink(*args, timeout=30, env=None):
+    return subprocess.run([sys.executable, "-m", "esplink.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
 def http_exchange(port, raw_requests, timeout=5.0):

@@ -65,7 +65,7 @@ def test_pairing_with_each_body_style_joins_and_survives_reboot(board, make_boar
 def test_esplink_pair_ap_cli(board):
     """No --token: the phone makes one, as Espressif's app does, and shows it for the claim."""
     done = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", "office",
-                   "--password", "office-pw-123", "--server", "127.0.0.1:8443")
+                   "--server", "127.0.0.1:8443", env={"ESPLINK_WIFI_PASSWORD": "office-pw-123"})
     assert done.returncode == 0, done.stderr
     deviceid = board.settings()["deviceid"]
     assert f"deviceid={deviceid}" in done.stdout
@@ -75,6 +75,9 @@ def test_esplink_pair_ap_cli(board):
     board.expect(r"^mode: online")
     saved = board.settings()
     assert (saved["ssid"], saved["token"], saved["port"]) == ("office", token[1], 8443)
+    # the Wi-Fi password is on the board's flash: its user's alone
+    assert (board.flash.stat().st_mode & 0o777, (board.flash / "settings.json").stat().st_mode & 0o777) == (0o700, 0o600)
+    assert "office-pw-123" not in done.stdout + done.stderr
 
 
 def test_cli_reports_refusal_and_unreachable_device(board):

@@ -10,6 +10,7 @@ boots a fresh board: the board's flash is erased as `tools/flash.sh --erase` wou
 new device takes the next free name (desk-lamp, desk-lamp-2, ...).
 """
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -30,8 +31,9 @@ def say(text):
     print(f"  {text}", flush=True)
 
 
-def esplink(*args):
-    done = subprocess.run([sys.executable, "-m", "esplink.cli", *args], capture_output=True, text=True, timeout=60)
+def esplink(*args, env=None):
+    done = subprocess.run([sys.executable, "-m", "esplink.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, **(env or {})))
     if done.returncode:
         raise CommandError(f"esplink {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout
@@ -73,8 +75,8 @@ def demo(workdir):
         say(f"3. the board boots into AP pairing: AP {ap}, HTTP on 127.0.0.1:{board.http_port}, LED fast blink")
         token = new_token()
         out = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", "home-wifi",
-                      "--password", WIFI["home-wifi"], "--server", f"127.0.0.1:{ports['tls_port']}",
-                      "--token", token)
+                      "--server", f"127.0.0.1:{ports['tls_port']}", "--token", token,
+                      env={"ESPLINK_WIFI_PASSWORD": WIFI["home-wifi"]})  # not in argv: ps shows that to all
         deviceid = out.split("deviceid=")[1].split()[0]
         say(f"4. esplink pair ap: GET /device -> {deviceid}; POST /ap with Wi-Fi, cloud 127.0.0.1 and a fresh token")
         board.expect(r"^wifi: connected")

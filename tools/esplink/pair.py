@@ -1,13 +1,15 @@
 """`esplink pair ap | touch`: the phone's side of pairing, as a command. AP mode asks
 the device who it is (GET /device), then hands it the Wi-Fi and cloud endpoint
 (POST /ap): phone.py. Touch mode first broadcasts the Wi-Fi as ESP-Touch: touch.py."""
+from esplink import secret
 from esplink.phone import DEFAULT_DEVICE, new_token, pair_ap, port_number, report
 from esplink.touch import cmd_touch
 
 
 def cmd_ap(args):
     token = args.token or new_token()
-    identity, _ = pair_ap(args.device, args.ssid, args.password, args.server, token, args.timeout)
+    password = secret.value(args, "password")
+    identity, _ = pair_ap(args.device, args.ssid, password, args.server, token, args.timeout)
     report(identity, args.ssid, None if args.token else token)
     return 0
 
@@ -18,7 +20,7 @@ def register(subparsers):
     p = pair.add_parser("ap", help="AP mode: GET /device, then POST /ap")
     p.add_argument("--device", default=DEFAULT_DEVICE, metavar="HOST:PORT", help="the device's pairing server")
     p.add_argument("--ssid", required=True)
-    p.add_argument("--password", required=True)
+    secret.add_option(p, "--password", "ESPLINK_WIFI_PASSWORD", "the Wi-Fi password", "PASSWORD")
     p.add_argument("--server", metavar="HOST:PORT", help="cloud endpoint the device should use")
     p.add_argument("--token", help="activation token, 40 chars [0-9a-z] (default: a fresh random one,"
                    " printed)")
@@ -28,7 +30,7 @@ def register(subparsers):
     p = pair.add_parser("touch", help="touch mode: broadcast the Wi-Fi as ESP-Touch v1, wait for the "
                         "device's ack, then GET /device and POST /ap")
     p.add_argument("--ssid", required=True)
-    p.add_argument("--password", required=True)
+    secret.add_option(p, "--password", "ESPLINK_WIFI_PASSWORD", "the Wi-Fi password", "PASSWORD")
     p.add_argument("--bssid", metavar="MAC", help="the AP's BSSID, aa:bb:cc:dd:ee:ff "
                    "(default 00:00:00:00:00:00: unknown)")
     p.add_argument("--target", default="255.255.255.255:7001", metavar="HOST:PORT",

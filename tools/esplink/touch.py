@@ -13,7 +13,7 @@ import socket
 import time
 from typing import NamedTuple
 
-from esplink import CommandError
+from esplink import CommandError, secret
 from esplink.phone import new_token, pair_ap, report, split_hostport
 
 DEFAULT_TARGET = ("255.255.255.255", 7001)
@@ -228,7 +228,7 @@ def _wait_for_http(host, port, within_s):
 def cmd_touch(args):
     token = args.token or new_token()
     ack, identity, _ = pair_touch(
-        args.ssid, args.password, args.bssid, split_hostport(args.target, DEFAULT_TARGET[1]),
+        args.ssid, secret.value(args, "password"), args.bssid, split_hostport(args.target, DEFAULT_TARGET[1]),
         args.phone_ip, args.ack_port, args.device_port, args.server, token,
         send_s=args.timeout, listen_s=args.listen, log=lambda line: print(line, flush=True),
         omit_bssid=args.no_bssid)

@@ -5,18 +5,32 @@ import signal
 import sys
 from pathlib import Path
 
-from esplink import CommandError, vm
+from esplink import CommandError, secret, vm
 from esplink.board import deploy, process
+
+
+WIFI_ENV = "ESPLINK_BOARD_WIFI"  # SSID=PASSWORD lines: the access points, off the command line
 
 
 def _parse_wifi(items):
     wifi = {}
-    for item in items or ():
+    for item in items:
         ssid, sep, password = item.partition("=")
         if not sep or not ssid:
-            raise CommandError(f"--wifi takes SSID=PASSWORD, got {ssid!r}...")
+            raise CommandError(f"--wifi takes SSID=PASSWORD, got {ssid!r}...")  # never the password
         wifi[ssid] = password
     return wifi
+
+
+def _wifi_lines(args):
+    lines = list(args.wifi or ())
+    if args.wifi_file:
+        try:
+            lines += Path(args.wifi_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError) as e:
+            raise CommandError(f"cannot read --wifi-file {args.wifi_file}: {e.__class__.__name__}") from None
+    lines += os.environ.get(WIFI_ENV, "").splitlines()
+    return [line for line in lines if line.strip()]
 
 
 def _parse_scan(items):
@@ -32,15 +46,19 @@ def _parse_scan(items):
 def cmd_run(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     options = deploy.Options(
-        chip=args.chip, wifi=_parse_wifi(args.wifi), hosts=dict(deploy.parse_host(h) for h in args.host or ()),
+        chip=args.chip, wifi=_parse_wifi(_wifi_lines(args)), hosts=dict(deploy.parse_host(h) for h in args.host or ()),
         dns_delay_ms=args.dns_delay, http_port=args.http_port, touch_port=args.touch_port, ack_port=args.ack_port,
         ntp_port=args.ntp_port, dns_port=args.dns_port, scan=_parse_scan(args.scan), heap=args.heap,
         heap_probe=args.heap_probe, prelude=args.prelude)
     deploy.heap_bytes(options.heap)  # a bad size fails before anything is written
+    # the flash holds the Wi-Fi password and the device key: the board's files are its
+    # user's alone, as a chip's flash is its owner's
+    os.umask(0o077)
     flash_dir = Path(args.flash)
     flash_dir.mkdir(parents=True, exist_ok=True)
+    flash_dir.chmod(0o700)
     deploy.flash(flash_dir)
-    deploy.provision(flash_dir, args.device_key, args.ca, args.plain)
+    deploy.provision(flash_dir, secret.value(args, "device_key"), args.ca, args.plain)
     deploy.install_standins(flash_dir)
     o = options
     print(f"board: {o.chip} flash={flash_dir} http=127.0.0.1:{o.http_port} touch=127.0.0.1:{o.touch_port} "
@@ -63,7 +81,10 @@ def register(subparsers):
                    help="the chip the board imitates, limits included (default: %(default)s)")
     p.add_argument("--heap", default=vm.HEAP_DEFAULT,
                    help="the firmware's heap (default: the ESP8266's %(default)s; the VM adds the stand-ins' own)")
-    p.add_argument("--wifi", action="append", metavar="SSID=PASSWORD", help="a virtual access point (repeatable)")
+    p.add_argument("--wifi", action="append", metavar="SSID=PASSWORD",
+                   help=f"a virtual access point (repeatable); better as lines in ${WIFI_ENV} or --wifi-file"
+                        " (other users can read command lines)")
+    p.add_argument("--wifi-file", metavar="FILE", help="virtual access points, one SSID=PASSWORD a line")
     p.add_argument("--host", action="append", metavar="NAME[=127.0.0.1]",
                    help="a name the board's DNS resolves, always to 127.0.0.1 (repeatable); other names fail "
                         "as a DNS miss, other addresses are refused")
@@ -83,9 +104,8 @@ def register(subparsers):
     p.add_argument("--scan", action="append", metavar="SSID:RSSI",
                    help="a network a Wi-Fi scan finds, with its signal in dBm (repeatable); the --wifi "
                         "access points are found too, at -60 dBm unless listed here")
-    p.add_argument("--device-key", metavar="KEY", default=os.environ.get("ESPLINK_DEVICE_KEY"),
-                   help="the cloud's 40-hex device key, into settings.json (default: env ESPLINK_DEVICE_KEY,"
-                        " which other users cannot read in ps)")
+    secret.add_option(p, "--device-key", "ESPLINK_DEVICE_KEY", "the cloud's 40-hex device key (into settings.json)",
+                      "KEY", required=False)
     p.add_argument("--ca", metavar="FILE", help="CA certificate the board verifies the cloud with")
     p.add_argument("--plain", action="store_true", help="talk to the cloud in plain TCP, not TLS")
     p.add_argument("--heap-probe", action="store_true",

@@ -291,8 +291,6 @@ class BoardProcess:
                 "--dns-port", str(o.dns_port), "--dns-delay", str(o.dns_delay_ms)]
         for ssid, rssi in o.scan:
             argv += ["--scan", f"{ssid}:{rssi}"]
-        for ssid, password in o.wifi.items():
-            argv += ["--wifi", f"{ssid}={password}"]
         for name, addr in o.hosts.items():
             argv += ["--host", f"{name}={addr}"]
         if o.heap_probe:
@@ -306,10 +304,11 @@ class BoardProcess:
         return argv
 
     def start(self):
-        env = dict(os.environ)
+        # secrets by environment, not argv: ps shows a process's arguments to every user
+        env = dict(os.environ, ESPLINK_BOARD_WIFI="\n".join(f"{k}={v}" for k, v in self.options.wifi.items()))
         env.pop("ESPLINK_DEVICE_KEY", None)
         if self.device_key:
-            env["ESPLINK_DEVICE_KEY"] = self.device_key  # not in argv: ps shows argv to every user
+            env["ESPLINK_DEVICE_KEY"] = self.device_key
         self.process = Process(self.argv(), env=env)
         return self
 
