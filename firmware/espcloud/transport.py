@@ -111,7 +111,9 @@ class Transport:
         sock.settimeout(_HANDSHAKE_READ_S)
         self.reserve = None
         gc.collect()
-        sock = ctx.wrap_socket(sock, server_hostname=host)
+        # No SNI: axTLS cannot verify a name anyway, and a ClientHello without one is
+        # how the cloud knows to offer the static-RSA suites axTLS needs (certs.py)
+        sock = ctx.wrap_socket(sock)
         sock.setblocking(False)
         return sock
 

@@ -92,7 +92,7 @@ def test_a_blocking_handshake_then_data_and_axtls_memory_on_the_heap(run_script,
 s = connected({server.port})
 ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
 before = used()
-t = ctx.wrap_socket(s, server_hostname="localhost")
+t = ctx.wrap_socket(s)
 print("live", used() - before)
 t.write(b"ping\\n")
 t.setblocking(True)
@@ -115,7 +115,7 @@ def test_a_write_before_the_handshake_ends_goes_out_in_cleartext(run_script, tmp
     server = Server(tmp_path, tls=False, reply=None)
     log = run_script(CONNECTED + f"""
 s = connected({server.port})
-t = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname="localhost", do_handshake_on_connect=False)
+t = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, do_handshake_on_connect=False)
 t.write(b'{{"nonce": 1, "meta": {{"Authorization": "token SECRET"}}}}\\n')
 time.sleep_ms(200)
 """).finish()
@@ -152,7 +152,7 @@ def test_a_record_over_5115_bytes_kills_the_connection(run_script, tmp_path):
     server = Server(tmp_path, reply=b"x" * 6000)  # one TLS record
     log = run_script(CONNECTED + f"""
 s = connected({server.port})
-t = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname="localhost")
+t = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s)
 t.write(b"ping\\n")
 try:
     print("read", len(t.read(100)))
@@ -168,7 +168,7 @@ def test_a_server_without_static_rsa_is_refused(run_script, tmp_path):
     log = run_script(CONNECTED + f"""
 s = connected({server.port})
 try:
-    tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname="localhost")
+    tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s)
     print("connected")
 except OSError as e:
     print("refused", e.args)
@@ -190,7 +190,7 @@ s = connected({server.port})
 gc.collect()
 filler = bytearray(gc.mem_free() - 6000)
 try:
-    tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s, server_hostname="localhost")
+    tls.SSLContext(tls.PROTOCOL_TLS_CLIENT).wrap_socket(s)
 except MemoryError:
     print("caught")
 print("connected")

@@ -213,3 +213,19 @@ def test_where_devices_connect_and_the_ca(cloud, api, data_dir):
         resp = conn.getresponse()
         assert resp.status == 200 and resp.read() == (data_dir / name).read_bytes()
         conn.close()
+
+
+def test_a_request_the_parser_refuses_is_logged_without_its_bytes(cloud, api, logs):
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(cloud.ca_file))
+    key = "k" * 40
+    for head in (b"Content-Length: \xc2\xb2\r\nAuthorization: token " + key.encode(),
+                 b"Authorization: token " + key.encode() + b"\x01"):
+        with socket.create_connection(("127.0.0.1", api.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"POST /v1/user/login/ HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n{}")
+                assert s.recv(64).startswith(b"HTTP/1.0 400 ")
+    assert "HTTP request refused by the parser: 400" in logs.text
+    assert key not in logs.text and "Content-Length" not in logs.text

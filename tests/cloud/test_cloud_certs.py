@@ -74,23 +74,46 @@ def test_a_wrong_name_or_another_ca_is_refused(cloud, tmp_path):
             ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-@pytest.mark.parametrize("cipher", ["AES128-SHA256", "AES256-SHA256", "AES128-SHA", "AES256-SHA"])
-def test_static_rsa_suites_for_axtls(cloud, cipher):
-    ctx = ssl.create_default_context(cafile=str(cloud.ca_file))
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # axTLS has no TLS 1.3
-    ctx.set_ciphers(cipher)
-    with socket.create_connection(("127.0.0.1", cloud.tls_port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            assert s.cipher()[0] == cipher
-            assert s.version() == "TLSv1.2"
+STATIC_RSA = ["AES128-SHA256", "AES256-SHA256", "AES128-SHA", "AES256-SHA"]
 
 
-def test_ecdhe_is_preferred_on_tls12(cloud):
+def handshake(port, ciphers, sni, ca_file=None, maximum=ssl.TLSVersion.TLSv1_2):
+    """The cipher a client offering only `ciphers` ends with, or the SSLError."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # as axTLS: it cannot verify
+    ctx.maximum_version = maximum
+    ctx.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                return s.version(), s.cipher()[0]
+        except ssl.SSLError as e:
+            return e
+
+
+@pytest.mark.parametrize("cipher", STATIC_RSA)
+def test_static_rsa_only_for_a_client_without_sni_as_axtls_connects(cloud, cipher):
+    assert handshake(cloud.tls_port, cipher, None) == ("TLSv1.2", cipher)
+    # a client naming the host (the ESP32, anything that verifies) gets forward secrecy or nothing
+    assert isinstance(handshake(cloud.tls_port, cipher, "localhost"), ssl.SSLError)
+
+
+def test_ecdhe_is_chosen_whenever_offered(cloud):
     ctx = ssl.create_default_context(cafile=str(cloud.ca_file))
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     with socket.create_connection(("127.0.0.1", cloud.tls_port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            assert s.cipher()[0].startswith("ECDHE-")
+            assert s.cipher()[0].startswith("ECDHE-ECDSA-")  # the EC certificate, for mbedTLS
+    # without SNI too, when the client can: static RSA is only the last resort
+    version, cipher = handshake(cloud.tls_port, "ALL", None)
+    assert cipher.startswith("ECDHE-RSA-")
+
+
+def test_the_rest_api_offers_forward_secrecy_only(cloud):
+    for sni in (None, "localhost"):
+        assert isinstance(handshake(cloud.api_port, ":".join(STATIC_RSA), sni), ssl.SSLError)
+    assert handshake(cloud.api_port, "ECDHE+AESGCM", "localhost")[1].startswith("ECDHE-RSA-AES")
+    assert handshake(cloud.api_port, "ALL", "localhost", maximum=ssl.TLSVersion.TLSv1_3)[0] == "TLSv1.3"
 
 
 def test_server_context_wants_tls12_or_later(cert_template):
@@ -98,5 +121,4 @@ def test_server_context_wants_tls12_or_later(cert_template):
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     names = [c["name"] for c in ctx.get_ciphers()]
     tls12 = [n for n in names if not n.startswith("TLS_")]  # the TLS 1.3 suites come first
-    assert tls12 == sorted(tls12, key=lambda n: not n.startswith("ECDHE-"))  # ECDHE first
-    assert {"AES128-SHA256", "AES256-SHA256", "AES128-SHA", "AES256-SHA"} <= set(names)
+    assert tls12 and all(n.startswith("ECDHE-") for n in tls12)

@@ -22,10 +22,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
 YEARS = 20
 
-# ECDHE first for every client that can; then the static-RSA suites, because the
-# ESP8266's axTLS has neither ECDHE nor DHE and can only do RSA key transport.
-CIPHERS = ("ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:"
-           "AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA")
+# TLS policy: forward secrecy (ECDHE) everywhere, except for the one client that cannot
+# have it: the ESP8266, whose axTLS has neither ECDHE nor DHE and only does RSA key
+# transport (lib/axtls/ssl/tls1.c:65-67). It connects without SNI (it cannot verify a
+# certificate, so it names no host); the device port offers the static-RSA suites only
+# to a ClientHello without SNI. See device_context.
+ECDHE = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES"
+STATIC_RSA = "AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA"
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1")
 
@@ -82,23 +85,41 @@ def cert_names(pem_path) -> list[str]:
 
 
 def server_context(paths: Paths) -> ssl.SSLContext:
+    """The REST API's and the console's: TLS 1.2 with ECDHE only, or TLS 1.3."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(CIPHERS)  # TLS 1.3 suites are not affected by this list
+    ctx.set_ciphers(ECDHE)  # TLS 1.3 suites are not affected by this list
     ctx.load_cert_chain(paths.server_pem, paths.server_key)
     return ctx
 
 
 def device_context(paths: Paths) -> ssl.SSLContext:
     """The device port's: TLS 1.2 at most, what both chips speak (axTLS has only 1.2;
-    MicroPython's ESP32 build of mbedTLS has no 1.3). Two certificates: the RSA one
-    for axTLS's static-RSA suites, an EC one for ECDHE-ECDSA, which OpenSSL picks for
-    an mbedTLS client -- with the RSA one it signs ECDHE with RSA-PSS, which mbedTLS
-    3.6's TLS 1.2 client offers and then rejects (an illegal_parameter alert)."""
-    ctx = server_context(paths)
-    ctx.load_cert_chain(paths.server_ec_pem, paths.server_ec_key)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+    MicroPython's ESP32 build of mbedTLS has no 1.3).
+
+    A ClientHello with SNI (the ESP32, which verifies the cloud by name; any modern
+    client) is switched to a context holding only the EC certificate, so only
+    ECDHE-ECDSA can be chosen: OpenSSL keeps the first context's cipher list but
+    picks a suite the certificate can serve, and static RSA needs an RSA key.
+    (ECDSA also because with an RSA key OpenSSL signs ECDHE with RSA-PSS, which
+    mbedTLS 3.6's TLS 1.2 client offers and then rejects with illegal_parameter.)
+    A ClientHello without SNI (the ESP8266) stays on the RSA certificate, with ECDHE
+    preferred and the static-RSA suites after it."""
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    legacy.minimum_version = legacy.maximum_version = ssl.TLSVersion.TLSv1_2
+    legacy.set_ciphers(f"{ECDHE}:{STATIC_RSA}")
+    legacy.load_cert_chain(paths.server_pem, paths.server_key)
+    named = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    named.minimum_version = named.maximum_version = ssl.TLSVersion.TLSv1_2
+    named.set_ciphers(ECDHE)
+    named.load_cert_chain(paths.server_ec_pem, paths.server_ec_key)
+
+    def by_sni(conn, server_name, _ctx):
+        if server_name is not None:
+            conn.context = named
+
+    legacy.sni_callback = by_sni
+    return legacy
 
 
 def client_context(ca_file) -> ssl.SSLContext:

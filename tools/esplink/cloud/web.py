@@ -25,6 +25,21 @@ LOGIN_WINDOW_S = 600.0
 LOGIN_FAILURES = 10  # per email and per client address within the window, then 429
 
 
+class _NoEcho(logging.Filter):
+    """aiohttp logs a request it cannot parse with the offending bytes, and a header
+    line can hold a key (`Authorization: token ...`): keep only that one was refused."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg, record.args = "HTTP request refused by the parser: %s", (getattr(exc, "code", None)
+                                                                             or type(exc).__name__,)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+_PROTOCOL_LOG = logging.getLogger("esplink.cloud.http")
+_PROTOCOL_LOG.addFilter(_NoEcho())
+
 CLOUD = web.AppKey("cloud", object)
 FAILURES = web.AppKey("failures", defaultdict)
 
@@ -53,7 +68,7 @@ async def start(cloud, host, port, ssl_context) -> Site:
             app.router.add_route(method, path[:-1], handler)
     app.router.add_get("/", console_page)
     app.router.add_static("/console/", CONSOLE, show_index=False)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, logger=_PROTOCOL_LOG)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
