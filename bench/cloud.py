@@ -7,7 +7,6 @@
 Everything runs on 127.0.0.1 with free ports and temporary directories, and stops
 on its own. Exit status 1 only if something broke, never for a missed target.
 """
-import json
 import os
 import platform
 import re
@@ -16,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,7 +36,7 @@ DELIVER_RATE_S = 2.0
 PAIRINGS = 3
 HEAP_RPCS = 50
 # a line that means the board broke: an exhausted heap, a crash, a lost cloud link
-BROKE = r"MemoryError|Traceback|^error:|^cloud: error|^cloud: refused"
+BROKE = r"MemoryError|Traceback|^error:|^cloud: error|^cloud: refused|^cloud: dropped a frame"
 
 
 class Broke(Exception):

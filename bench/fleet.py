@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -36,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from esplink.cloud import simulate
+from esplink.cloud import protocol, simulate
 from esplink.cloud.store import Store
 from esplink.phone import new_token
 
@@ -58,13 +57,6 @@ class Broke(Exception):
 
 
 # ---- the machine
-
-def raise_open_files():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
 
 def rss_kb(pid) -> int:
     with open(f"/proc/{pid}/status") as f:
@@ -315,7 +307,7 @@ class MqttFleet:
 # ---- the simulated devices' process
 
 def _worker(conn):
-    raise_open_files()
+    protocol.fit_for_a_fleet()
     asyncio.run(_worker_loop(conn))
 
 
@@ -542,7 +534,7 @@ def pct(values, q):
 # ---- the run
 
 def measure(tmp: Path) -> dict:
-    r = {"limit": raise_open_files()}
+    r = {"limit": protocol.fit_for_a_fleet()}
     data = tmp / "cloud"
     t0 = time.monotonic()
     store = Store(data)

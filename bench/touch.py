@@ -278,7 +278,7 @@ def table(r):
         (f"  feeding a {BROADCAST_MS // 1000} s broadcast that never completes ({b_fed} datagrams, 10 % loss, "
          "one byte wrong with a good CRC): allocated / kept",
          f"{b_alloc} / {b_kept} B" + ("" if not b_done else " (it completed!)"), "~0", ok(b_kept <= 16 and not b_done)),
-        (f"  after done, largest credentials (decoder + results / results alone)",
+        ("  after done, largest credentials (decoder + results / results alone)",
          f"{d_total} / {d_results} B" + ("" if d_done else " (did not complete!)"), "≤ 1 KB", ok(d_total <= STATE_TARGET and d_done)),
         ("import pairing.esptouch, heap kept: ROMFS .mpy (as flashed) / .mpy on a filesystem / .py source",
          f"{imp['romfs']} / {imp['mpy']} / {imp['py']} B", "", ""),

@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import json
 import re
-import socket
 import ssl
 import subprocess
 import sys

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import resource
 import secrets
 import time
 from pathlib import Path
@@ -28,20 +27,6 @@ FIELD_LIMIT = 128  # activate's token/bssid/rom_version go back in its reply: ke
 # After a restart the whole fleet reconnects within a second or two: asyncio's default
 # backlog of 100 had the kernel drop SYNs (153 of 1000 in bench/fleet.py), each a 1 s retry.
 BACKLOG = 1024
-
-
-def _fit_for_a_fleet():
-    """Process-wide settings a cloud holding thousands of sockets needs."""
-    protocol.small_tls_buffers()
-    # one descriptor per device: the usual soft limit of 1024 stopped the cloud at ~1010
-    # devices, with the REST API starved too. The hard limit is ours to take.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class Conn:
@@ -111,7 +96,7 @@ class Cloud:
         from esplink.cloud import web  # aiohttp: loaded by the server only
 
         self._refuse_second_server()
-        open_files = _fit_for_a_fleet()
+        open_files = protocol.fit_for_a_fleet()
         self.paths = certs.ensure(self.data_dir, self.cert_names)
         self.ca_file = self.paths.ca_pem
         self.store = Store(self.data_dir)

@@ -22,12 +22,11 @@ import secrets
 import signal
 import ssl
 import sys
-import threading
-import time
 from pathlib import Path
 
 from esplink import CommandError
 from esplink.cloud import default_data_dir, protocol
+from esplink.cloud.harness import LoopThread, value
 from esplink.phone import new_token
 
 # the firmware's timings (espcloud/session.py, espcloud/link.py)
@@ -280,7 +279,7 @@ class Fleet:
     def __init__(self, host="127.0.0.1", port=8443, ca_file="ca.pem", server_hostname=None, *,
                  ping_interval=PING_S, activate_retry=ACTIVATE_RETRY_S, backoff=BACKOFF_S,
                  backoff_max=BACKOFF_MAX_S, connect_timeout=CONNECT_TIMEOUT_S):
-        protocol.small_tls_buffers()  # thousands of client sockets: 16 KB, not 256 KB, each
+        protocol.fit_for_a_fleet()  # thousands of client sockets
         self.host, self.port = host, port
         self.server_hostname = server_hostname or default_server_name(host)
         self.ctx = client_context(ca_file)
@@ -368,62 +367,27 @@ def default_server_name(host) -> str:
     return "localhost" if host in ("127.0.0.1", "::1", "localhost", "") else host
 
 
-class FleetThread:
+class FleetThread(LoopThread):
     """A Fleet on its own event loop and thread (tests, benches). Same arguments."""
 
     def __init__(self, *args, **kw):
-        self.loop = asyncio.new_event_loop()
+        super().__init__("esplink-fleet")
         self.fleet = Fleet(*args, **kw)
-        self.thread = threading.Thread(target=self.loop.run_forever, name="esplink-fleet", daemon=True)
-        self.thread.start()
-        self.stopped = False
-
-    def call(self, coro, timeout=60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def start(self, n=None, devices=(), ramp=0.0) -> list[SimDevice]:
         return self.call(self.fleet.start(n, devices, ramp))
 
     def counts(self) -> dict:
-        return self.call(_value(self.fleet.counts))
+        return self.call(value(self.fleet.counts))
 
     def wait_identified(self, count=None, timeout=30.0) -> bool:
         return self.call(self.fleet.wait_identified(count, timeout), timeout + 10)
 
     def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        try:
-            self.call(self.fleet.stop(), 30)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            if not self.thread.is_alive():
-                self.loop.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-async def _value(fn):
-    return fn()
+        self.finish(self.fleet.stop(), 30)
 
 
 # ---- `esplink cloud simulate`
-
-def raise_open_files(wanted: int) -> int:
-    """The soft limit on open files, raised towards the hard one if below `wanted`."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return soft
-
 
 def _server_info(data: Path) -> dict:
     try:
@@ -453,7 +417,7 @@ def cmd_simulate(args):
     ca = args.data / "ca.pem"
     if not ca.exists():
         raise CommandError(f"no CA in {args.data} (ca.pem): the cloud makes it when it first starts")
-    limit = raise_open_files(args.devices + 64)
+    limit = protocol.fit_for_a_fleet()
     if limit < args.devices + 16:
         print(f"simulate: warning: open-files limit {limit} is below {args.devices} sockets", file=sys.stderr)
     from esplink.cloud.store import Store

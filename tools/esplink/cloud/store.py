@@ -259,7 +259,7 @@ class Store:
 
     def rename(self, device_id, name: str) -> dict:
         if not isinstance(name, str) or not _NAME.fullmatch(name) or name.isdigit():
-            raise ValueError(f"bad device name: 1-64 of A-Z a-z 0-9 _ . -, not all digits")
+            raise ValueError("bad device name: 1-64 of A-Z a-z 0-9 _ . -, not all digits")
         try:
             self._write("UPDATE devices SET name = ? WHERE id = ?", name, device_id)
         except sqlite3.IntegrityError:
