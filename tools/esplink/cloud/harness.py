@@ -20,13 +20,14 @@ class LoopThread:
     def call(self, coro, timeout=10.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def finish(self, coro, timeout=10.0):
-        """Run `coro` (the owner's stop), then end the loop and its thread; once."""
+    def finish(self, stop, timeout=10.0):
+        """Run the coroutine `stop()` makes (the owner's stop), then end the loop and its
+        thread; once (so a second stop makes no coroutine that is never awaited)."""
         if self.stopped:
             return
         self.stopped = True
         try:
-            self.call(coro, timeout)
+            self.call(stop(), timeout)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
@@ -67,7 +68,7 @@ class Running(LoopThread):
         return self.call(value(lambda: self.cloud.link(device_id).logins))
 
     def stop(self):
-        self.finish(self.cloud.stop())
+        self.finish(self.cloud.stop)
 
 
 def start_in_thread(data_dir, host="127.0.0.1", **options) -> Running:

@@ -384,7 +384,7 @@ class FleetThread(LoopThread):
         return self.call(self.fleet.wait_identified(count, timeout), timeout + 10)
 
     def stop(self):
-        self.finish(self.fleet.stop(), 30)
+        self.finish(self.fleet.stop, 30)
 
 
 # ---- `esplink cloud simulate`
