@@ -34,15 +34,12 @@ def dispatch(device, msg):
     if not isinstance(n, int):
         n = 0  # the cloud cannot match it anyway, but it deserves an answer
     try:
-        point = _run(device, msg)
+        return 200, proto.reply(n, 200, datapoint=_run(device, msg))
     except ValueError as e:
         return 400, proto.reply(n, 400, message=str(e))
-    except MemoryError:
-        raise
-    except Exception as e:  # a broken handler must not take the link down
+    except Exception as e:  # a broken handler, or one the heap cannot hold, must not take the link down
         print("cloud: action failed:", repr(e))
         return 500, proto.reply(n, 500, message="action failed")
-    return 200, proto.reply(n, 200, datapoint=point)
 
 
 _STREAM_PREFIX = "/v1/datastreams/"
@@ -55,7 +52,9 @@ def _run(device, msg):
     if not isinstance(get, dict):
         get = {}
     if path == "/v1/device/rpc/":
-        fn = ACTIONS.get(get.get("action"))
+        name = get.get("action")
+        # a list or dict: a TypeError on CPython, a miss on MicroPython; a 400 on both
+        fn = ACTIONS.get(name) if isinstance(name, str) else None
         if fn is None:
             raise ValueError("unknown action")
         return fn(device, get)

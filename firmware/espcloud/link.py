@@ -59,6 +59,11 @@ class Link:
         frames = self.frames
         frames.clear()
         while True:
+            # the session's clock runs on every wake-up, not only when a read times out:
+            # a peer trickling junk faster than the timeout must not keep a dead link up
+            if not sess.tick(time.ticks_ms()):
+                print("cloud: no answer to", "ping" if sess.waiting is None else "login")
+                return
             msg = sess.take()
             while msg is not None:
                 await transport.send(stream, msg)
@@ -67,9 +72,6 @@ class Link:
             try:
                 n = await asyncio.wait_for_ms(stream.readinto(space), _TICK_MS)
             except asyncio.TimeoutError:
-                if not sess.tick(time.ticks_ms()):
-                    print("cloud: no answer to ping")
-                    return
                 continue
             if n is None:
                 continue  # TLS wanted more bytes before it had any for us
@@ -80,22 +82,26 @@ class Link:
                 frames.received(n)
                 msg = frames.next()
                 while msg is not None:
-                    if await self._handle(sess.receive(msg, time.ticks_ms()), msg, sess, transport, stream):
+                    if type(msg) is bytes:  # Frames' answer to a frame it dropped: not a sign of life
+                        print("cloud: dropped a frame, answered", msg)
+                        await transport.send(stream, msg)
+                    elif await self._handle(sess.receive(msg, time.ticks_ms()), msg, sess, transport, stream):
                         return
                     msg = frames.next()
                 if n < len(space):
                     break
                 # the read filled its space: TLS may hold decrypted bytes poll() cannot see
-                space = frames.space()
-                n = transport.read_now(space)
-                if not n:  # nothing more (None), or closed (0): the next read says so
-                    break
+                space = frames.space()  # (an oversize frame's answer waits in Frames)
+                n = transport.read_now(space) or 0  # nothing more (None), or closed (0): the next read says so
 
     async def _handle(self, event, msg, sess, transport, stream):
         """Act on a session event; True ends the connection."""
         if event == session.DELIVERY:
             status, reply = actions.dispatch(self.device, msg)
-            print("cloud:", msg.get("path"), msg.get("get"), "->", status)  # meta holds a key: not printed
+            # of the parameters only the action: the others (and meta) may hold secrets
+            get = msg.get("get")
+            name = get.get("action") if isinstance(get, dict) else None
+            print("cloud:", msg.get("path"), {"action": name if isinstance(name, str) else None}, "->", status)
             await transport.send(stream, reply)
             return False
         status = msg.get("status")

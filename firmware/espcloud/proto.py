@@ -54,7 +54,10 @@ def reply(n, status=200, datapoint=None, message=None):
 class Frames:
     """Cuts the byte stream into JSON objects. A frame ends at a newline or, for
     servers that leave the newline out, where a complete object ends. Garbage and
-    frames over MAX_FRAME are dropped and counted; nothing here raises.
+    frames that cannot be taken (over MAX_FRAME, bad JSON or UTF-8, nested too deep
+    or too many values for jsonobj, more than the heap holds) are dropped and counted;
+    nothing here raises. A dropped frame whose nonce can be read is still answered
+    (413, 400 or 503), so its caller is not left waiting for a reply that never comes.
 
     Bytes go straight into a fixed buffer: `space()` is where the next read lands,
     `received(n)` says how many did."""
@@ -65,14 +68,16 @@ class Frames:
         self.n = 0  # bytes held
         self.dropped = 0
         self.skipping = False  # inside an oversize frame: drop up to its newline
+        self.answer = None  # the reply to an oversize frame, for next() to hand out
 
     def clear(self):
         self.n = 0
         self.skipping = False
+        self.answer = None
 
     def space(self):
         if self.n == len(self.buf):  # full and no frame in it: give up on this one
-            self.dropped += 1
+            self.answer = self._drop(self.n, 413, "frame over 2 KB")  # its first 2 KB are still here
             self.n = 0
             self.skipping = True
         return self.mv[self.n:]
@@ -89,8 +94,13 @@ class Frames:
             self._consume(start, i + 1)
 
     def next(self):
-        """The next complete object (a dict), or None when more bytes are needed.
+        """The next complete object (a dict); or the reply to send (bytes) for a frame
+        dropped with its nonce readable; or None when more bytes are needed.
         An object must close before its line ends; anything else on a line is junk."""
+        answer = self.answer
+        if answer is not None:
+            self.answer = None
+            return answer
         while self.n:
             n = self.n
             nl = self.buf.find(b"\n", 0, n)
@@ -98,8 +108,10 @@ class Frames:
             start = self.buf.find(b"{", 0, line_end)
             if start != 0:  # junk (or blank) before any object
                 cut = line_end if start < 0 else start
-                if bytes(self.mv[:cut]).strip():
-                    self.dropped += 1
+                for c in self.mv[:cut]:  # not bytes(...).strip(): no 2 KB copy on a full heap
+                    if c not in b" \t\r":
+                        self.dropped += 1
+                        break
                 if start < 0 and nl >= 0:
                     cut += 1
                 self._consume(0, cut)
@@ -110,18 +122,30 @@ class Frames:
             if end < 0:
                 if nl < 0:
                     return None  # an object still arriving
-                self.dropped += 1  # the line ended inside the object
+                frame = self._drop(nl, 400, "bad frame")  # the line ended inside the object
                 self._consume(0, nl + 1)
-                continue
-            try:
-                frame = _parse(self.mv[:end])
-            except ValueError:
-                frame = None
-                self.dropped += 1
-            self._consume(0, end)
+            else:
+                try:
+                    frame = jsonobj.loads(self.mv[:end])  # in place: no copy
+                except MemoryError:
+                    # more objects than the heap holds now (jsonobj's bounds keep hostile
+                    # nesting from getting here): a later try may fit. The half-built objects
+                    # are garbage, collected by the allocator when it next needs the room.
+                    frame = self._drop(end, 503, "out of memory")
+                except (ValueError, RuntimeError):
+                    # bad JSON or UTF-8, past jsonobj's depth or element bounds; RuntimeError:
+                    # CPython's RecursionError, should deep nesting ever reach its json
+                    frame = self._drop(end, 400, "bad frame")
+                self._consume(0, end)
             if frame is not None:
                 return frame
         return None
+
+    def _drop(self, end, status, message):
+        """Count a frame given up; the reply to it if buf[:end] holds its nonce."""
+        self.dropped += 1
+        n = _nonce(self.buf, end)
+        return None if n is None else reply(n, status, message=message)
 
     def _consume(self, start, end):
         # drop buf[start:end], keep what follows
@@ -130,8 +154,19 @@ class Frames:
         self.n = start + rest
 
 
-def _parse(data):
-    try:
-        return json.loads(data)  # MicroPython reads the buffer in place: no copy
-    except TypeError:  # CPython's json wants bytes
-        return json.loads(bytes(data))
+def _nonce(buf, end):
+    """The number after the first "nonce" key in buf[:end] that has one (10 digits at
+    most, as a nonce below 2**31), or None. The cloud sorts its keys, which puts "nonce"
+    after "get": all that is held is searched, not only the first bytes."""
+    i = buf.find(b'"nonce"', 0, end)
+    while i >= 0:
+        i += 7
+        while i < end and buf[i] in b" \t:":
+            i += 1
+        j = i
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+        if i < j <= i + 10:
+            return int(buf[i:j])
+        i = buf.find(b'"nonce"', i, end)  # a string "nonce", or a key with another value
+    return None

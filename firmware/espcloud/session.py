@@ -10,7 +10,14 @@ except ImportError:  # CPython, for the host tests
     def ticks_diff(__a, __b):  # positional-only, as time.ticks_diff (MicroPython has no "/")
         return __a - __b
 
-_PING_MS = const(50000)  # silence before a ping; as long again unanswered is a dead link
+# Liveness: only a complete frame (a JSON object that parses) proves the link alive.
+# Junk, a frame still arriving and the frames Frames drops never reach receive(), so a
+# peer that trickles bytes without ever completing a frame is silence here. Ping after
+# _PING_MS of silence; as long again without a frame is a dead link. With tick() called
+# whenever the driver wakes and at least once a second, a dead link is noticed 100 s
+# (plus at most a tick or two) after its last frame, whatever else arrives. An activate
+# or identify unanswered for _PING_MS ends the link too.
+_PING_MS = const(50000)
 _ACTIVATE_RETRY_MS = const(50000)
 
 # what receive() reports
@@ -33,18 +40,18 @@ class Session:
         self.activated = activated
         self.identified = False
         self.ping_ms = ping_ms
-        self.waiting = None  # nonce of the activate or identify in flight
+        self.waiting = None  # nonce of the activate or identify in flight, sent at asked_at
         self.failed_at = None  # when activation was last refused
         self.pinged = False  # a ping is out and nothing has arrived since
         self.last_rx = now
         self.outbox = []
-        self._login()
+        self._login(now)
 
     def take(self):
         """The next message to send, or None."""
         return self.outbox.pop(0) if self.outbox else None
 
-    def _login(self):
+    def _login(self, now):
         n = proto.nonce()
         if self.activated:
             self.outbox.append(proto.identify(n, self.key))
@@ -52,11 +59,12 @@ class Session:
             self.outbox.append(proto.activate(n, self.key, self.token, self.bssid, self.rom_version))
             self.failed_at = None
         self.waiting = n
+        self.asked_at = now
 
     def receive(self, msg, now):
         """Handle one frame from the cloud; returns one of the events above or None."""
         self.last_rx = now
-        self.pinged = False  # anything at all proves the link alive
+        self.pinged = False  # a frame proves the link alive
         if msg.get("deliver_to_device") is True and "path" in msg:
             return DELIVERY
         text = msg.get("message")
@@ -69,7 +77,7 @@ class Session:
         if not self.activated:
             if status == 200 and _activated(msg):
                 self.activated = True
-                self._login()
+                self._login(now)
                 return ACTIVATED
             if status == 401 or status == 403:
                 return REJECTED
@@ -83,9 +91,14 @@ class Session:
         return REJECTED
 
     def tick(self, now):
-        """Call about once a second. False means the link is dead: close it."""
+        """Call whenever the driver wakes, and at least once a second, whatever
+        arrived (never only when nothing did). False means the link is dead: close it."""
         if self.failed_at is not None and ticks_diff(now, self.failed_at) >= _ACTIVATE_RETRY_MS:
-            self._login()
+            self._login(now)
+        if self.waiting is not None and ticks_diff(now, self.asked_at) >= self.ping_ms:
+            # its answer was lost (a frame dropped, a broken cloud): answered pings would
+            # keep this link up, never logged in, for good; a new connection asks again
+            return False
         if ticks_diff(now, self.last_rx) >= self.ping_ms:
             if self.pinged:
                 return False

@@ -123,3 +123,26 @@ def test_a_delivery_without_a_usable_nonce_still_gets_an_answer():
     msg = rpc("LED_ON")
     msg["nonce"] = "x"
     assert json.loads(dispatch(Device(), msg))["nonce"] == 0
+
+
+def test_an_unhashable_or_non_string_action_is_a_400_everywhere():
+    # a list or dict was a TypeError (500) on CPython and a miss (400) on MicroPython
+    d = Device()
+    for action in ([1], {"a": 1}, 7, None, True):
+        msg = rpc(None, nonce=44)
+        msg["get"]["action"] = action
+        assert dispatch(d, msg) == (
+            b'{"status": 400, "nonce": 44, "deliver_to_device": true, "message": "unknown action"}\n'), action
+    assert d.plug == 0
+
+
+def test_a_handler_that_runs_out_of_memory_gets_500_not_a_reset():
+    @actions.action("GREEDY")
+    def greedy(device, get):
+        raise MemoryError("memory allocation failed, allocating 4096 bytes")
+
+    try:
+        assert dispatch(Device(), rpc("GREEDY", nonce=8)) == (
+            b'{"status": 500, "nonce": 8, "deliver_to_device": true, "message": "action failed"}\n')
+    finally:
+        del actions.ACTIONS["GREEDY"]

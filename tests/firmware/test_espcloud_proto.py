@@ -132,3 +132,95 @@ def test_clear_forgets_a_partial_frame():
     f.clear()
     feed(f, b'{"new": 1}\n')
     assert f.next() == {"new": 1}
+
+
+# Frames that cannot be taken are answered when their nonce can be read: the caller
+# hears at once instead of waiting for the cloud's timeout.
+
+def answer(status, nonce, message):
+    return ('{"status": %d, "nonce": %d, "deliver_to_device": true, "message": "%s"}\n'
+            % (status, nonce, message)).encode()
+
+
+def delivery(get, nonce=4242):
+    # the cloud's shape: json.dumps with sorted keys, so "nonce" comes after "get"
+    return (b'{"deliver_to_device": true, "get": ' + get + b', "meta": {}, "method": "GET", "nonce": '
+            + str(nonce).encode() + b', "path": "/v1/device/rpc/"}\n')
+
+
+def test_deep_nesting_is_refused_with_a_400_and_its_nonce():
+    # 550 nested lists in 1.2 KB: a MemoryError in json.loads at 38 KB (the board reset)
+    deep = delivery(b'{"action": "LED_ON", "x": ' + b"[" * 550 + b"]" * 550 + b"}")
+    assert 1100 < len(deep) < 1300
+    out, f = frames_of(deep, b'{"after": 1}\n')
+    assert out == [answer(400, 4242, "bad frame"), {"after": 1}] and f.dropped == 1
+
+
+def test_nesting_that_would_recurse_past_cpythons_limit_is_refused():
+    # 1010 levels fit in 2 KB; CPython's json.loads raises RecursionError on them
+    deep = b'{"nonce": 9, "x": ' + b"[" * 1010 + b"]" * 1010 + b"}\n"
+    assert len(deep) < proto.MAX_FRAME
+    out, f = frames_of(deep)
+    assert out == [answer(400, 9, "bad frame")] and f.dropped == 1
+
+
+def test_an_oversize_frame_with_its_nonce_at_the_start_gets_a_413():
+    big = b'{"nonce": 31337, "deliver_to_device": true, "path": "/v1/device/rpc/", "get": {"action": "LED_ON", "pad": "' \
+        + b"p" * 3000 + b'"}}\n'
+    want = b'{"status": 413, "nonce": 31337, "deliver_to_device": true, "message": "frame over 2 KB"}\n'
+    out, f = frames_of(big[:1000], big[1000:2500], big[2500:], b'{"after": 1}\n')
+    assert out == [want, {"after": 1}] and f.dropped == 1
+    out, f = frames_of(big + b'{"after": 2}\n')  # all in one read
+    assert out == [want, {"after": 2}] and f.dropped == 1
+
+
+def test_the_nonce_is_the_first_nonce_key_with_digits():
+    f = proto.Frames()
+    feed(f, b'{"x": "nonce", "y": "\\"nonce\\": 1", "get": {"nonce": "2"}, "nonce" :  77, "z": nope}\n')
+    assert f.next() == answer(400, 77, "bad frame")
+    feed(f, b'{"nonce": 2147483647, "z": nope}\n')
+    assert f.next() == answer(400, 2147483647, "bad frame")
+    # not a nonce: a string, a negative number, more than 10 digits
+    feed(f, b'{"nonce": "5", "z": nope}\n{"nonce": -5, "z": nope}\n{"nonce": 12345678901, "z": nope}\n')
+    assert f.next() is None and f.dropped == 5
+
+
+def test_invalid_utf8_in_the_action_gets_a_400_with_its_nonce():
+    for bad in (b"LED\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"LED_O\xe2\x82"):
+        out, f = frames_of(delivery(b'{"action": "' + bad + b'"}', nonce=77), delivery(b'{"action": "LED_ON"}', 78))
+        assert out[0] == answer(400, 77, "bad frame"), bad
+        assert out[1]["nonce"] == 78 and f.dropped == 1
+
+
+def test_a_line_that_ends_inside_an_object_is_answered_too():
+    out, f = frames_of(b'{"nonce": 5, "get": {"action": \n', b'{"ok": 1}\n')
+    assert out == [answer(400, 5, "bad frame"), {"ok": 1}] and f.dropped == 1
+
+
+def test_a_memory_error_while_parsing_drops_only_that_frame():
+    import jsonobj
+
+    real = jsonobj.loads
+    calls = []
+
+    def exhausted(data):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("memory allocation failed, allocating 1024 bytes")
+        return real(data)
+
+    jsonobj.loads = exhausted
+    try:
+        out, f = frames_of(delivery(b'{"action": "LED_ON"}', nonce=66) + delivery(b'{"action": "LED_OFF"}', 67))
+    finally:
+        jsonobj.loads = real
+    assert out[0] == answer(503, 66, "out of memory")  # the caller may try again
+    assert out[1]["get"] == {"action": "LED_OFF"} and len(out) == 2 and f.dropped == 1
+
+
+def test_clear_forgets_an_answer_not_handed_out():
+    f = proto.Frames()
+    feed(f, b'{"nonce": 3, "pad": "' + b"p" * proto.MAX_FRAME)
+    f.space()
+    f.clear()
+    assert f.next() is None

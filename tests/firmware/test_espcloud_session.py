@@ -1,7 +1,7 @@
 # The session state machine, driven with made-up times and the cloud's replies.
 import json
 
-from espcloud import session
+from espcloud import proto, session
 from espcloud.session import Session
 
 KEY = "1cc05be71fb3f81bcba98acbd8fbff3a079461e5"
@@ -107,13 +107,28 @@ def test_ping_after_50_s_of_silence_and_dead_after_another_50():
 
 def test_a_ping_reply_keeps_the_link_alive():
     s = make(activated=True, now=0)
-    sent(s)
+    (ident,) = sent(s)
+    s.receive({"nonce": ident["nonce"], "status": 200}, 0)
     assert s.tick(50000)
     (ping,) = sent(s)
     s.receive({"message": "ping success", "nonce": ping["nonce"], "status": 200, "epoch": 1}, 50100)
     assert s.tick(100000) and sent(s) == []
     assert s.tick(100100)
     assert len(sent(s)) == 1  # the next ping, not a dead link
+
+
+def test_a_login_whose_answer_was_lost_ends_the_link():
+    # the identify reply dropped (bad or too big for the heap): answered pings would
+    # otherwise keep a link up that never logs in
+    s = make(activated=True, now=0)
+    sent(s)
+    assert s.tick(49999)
+    s.receive({"message": "ping success", "nonce": 1, "status": 200}, 49000)
+    assert not s.tick(50000)
+    s = make(activated=False, now=0)
+    (act,) = sent(s)
+    s.receive({"message": "ping success", "nonce": act["nonce"] ^ 1, "status": 200}, 30000)
+    assert s.tick(49999) and not s.tick(50000)
 
 
 def test_ticks_wrap_around():
@@ -140,3 +155,50 @@ def test_deliveries():
     assert s.receive(rpc, 20) == session.DELIVERY
     # the device's own reply shape coming back is not a delivery
     assert s.receive({"status": 200, "nonce": 1, "deliver_to_device": True}, 30) is None
+
+
+# Liveness, as the link drives it: whatever wakes it (bytes or the 1 s read timeout),
+# the bytes go into Frames, complete frames to the session, answers to dropped frames
+# out, and then tick() runs.
+
+def trickle(s, data, step, until):
+    """One byte of `data` every `step` ms from 0 to `until`: when tick() said the link
+    was dead (None if it never did), and the events of the frames the session got."""
+    f = proto.Frames()
+    got = []
+    t = i = 0
+    while t < until:
+        if not s.tick(t):
+            return t, got
+        sent(s)
+        t += step
+        space = f.space()
+        space[0] = data[i % len(data)]
+        f.received(1)
+        i += 1
+        msg = f.next()
+        while msg is not None:
+            if type(msg) is dict:  # bytes: the answer to a dropped frame, sent, not life
+                got.append(s.receive(msg, t))
+            msg = f.next()
+    return None, got
+
+
+def identified():
+    s = make(activated=True, now=0)
+    (ident,) = sent(s)
+    assert s.receive({"nonce": ident["nonce"], "status": 200}, 0) == session.IDENTIFIED
+    return s
+
+
+def test_a_junk_trickle_does_not_keep_a_dead_link_alive():
+    # junk, half objects cut by their line, bad JSON with a nonce (answered, but no proof of life)
+    junk = b'x\x00\xff{"half": \n{"nonce": 5, "bad": nope}\n\r\n[1]{{'
+    dead_at, got = trickle(identified(), junk, 500, 300000)
+    assert got == [] and dead_at == 100000  # ping at 50 s, dead 50 s later
+
+
+def test_a_complete_frame_among_junk_does_keep_the_link_alive():
+    pong = b'{"message": "ping success", "nonce": 1, "status": 200}\n'
+    dead_at, got = trickle(identified(), pong + b"junk\n" * 20, 500, 300000)  # a frame every 78 s
+    assert dead_at is None and got == [None] * 4  # at 28, 106, 184, 262 s
