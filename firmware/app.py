@@ -5,6 +5,9 @@
 import asyncio
 import gc
 import os
+import sys
+
+from micropython import const
 
 import board
 import hw
@@ -17,20 +20,37 @@ ONLINE = "online"
 
 _PAIR_REQUEST = b"pair"  # RTC memory: the next boot starts pairing
 _JOIN_BACKOFF_S = (10, 30, 60)  # each connect() writes flash on the ESP8266
+# Safe mode (ESPHome's idea, for a board nobody reaches with a cable): after this many
+# boots in a row that crashed or reset before a stable state, the next one pairs (the
+# cloud link off, the LED's "safe" pattern, no pairing window) until a press, a pairing
+# or a power cut. A stable state is the pairing server serving, or _STABLE_S up; not
+# "the cloud identified": a crash right after it (something the cloud sends) would loop
+# forever. A reboot the cloud asks for is no crash. The count is in RTC memory
+# (hw.boot_state), so a power cut ends it.
+_SAFE_AFTER = const(3)
+_STABLE_S = const(120)
 
 
 class App:
     def __init__(self):
-        s = settings.load(hw.PLATFORM)
-        if not (s["deviceid"] and s["apikey"] and s["chipid"]):
-            settings.make_identity(s, hw.mac(), hw.unique_id(), os.urandom(16))
-            settings.save(s)
+        asked, boots = hw.boot_state()  # first: a boot that dies in what follows counts too
+        import recover  # boot-time code: out of the heap once the settings are in RAM
+
+        s = recover.load(hw.PLATFORM, (hw.mac(), hw.unique_id(), os.urandom(16)))
+        del sys.modules["recover"]
         self.s = s
         wifi.ap_down()  # a fresh ESP8266 starts its own open "MicroPython-xxxx" AP
         self.led = board.Led(s["led_pin"], s["led_active_low"])
         self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
-        asked = hw.boot_request()
-        self.mode = PAIR if not s["ssid"] or asked == _PAIR_REQUEST else JOIN
+        self.safe = boots > _SAFE_AFTER
+        if self.safe:
+            print("safe mode: %d boots without reaching a stable state" % (boots - 1))
+            self.led.safe = True
+            # no pairing window back to the network that crashed (it would come back here,
+            # and each AP start writes flash on the ESP8266); in RAM only, never saved
+            self.window = s["pair_window"]
+            s["pair_window"] = 0
+        self.mode = PAIR if self.safe or not s["ssid"] or asked == _PAIR_REQUEST else JOIN
         self.pressed = False  # a short press while pairing, not yet taken
         self.join_attempts = 0
         self.link = None
@@ -39,16 +59,27 @@ class App:
 
     def on_short(self):
         print("button: short press")
-        if self.mode == PAIR:
+        if self.safe:
+            self.leave_safe()
+            hw.reset()  # a normal boot tries the network again
+        elif self.mode == PAIR:
             self.pressed = True  # AP mode <-> touch mode: the pairing world takes it
         else:
             hw.reset(_PAIR_REQUEST)
 
     def on_long(self):
         print("button: factory reset")
+        if self.safe:
+            self.leave_safe()
         settings.forget(self.s, hw.PLATFORM)
         settings.save(self.s)
         hw.reset()
+
+    def leave_safe(self):
+        print("safe mode: left")  # after the line that says why (a press, a join)
+        self.safe = self.led.safe = False
+        self.s["pair_window"] = self.window  # before anything saves the settings
+        hw.stable()
 
     async def run(self):
         asyncio.create_task(self.led.run())
@@ -73,6 +104,8 @@ class App:
         return await mode.run(self)
 
     def take_press(self):
+        # the pairing server asks this every 200 ms while it serves: a stable state
+        hw.stable()
         pressed, self.pressed = self.pressed, False
         return pressed
 
@@ -81,6 +114,8 @@ class App:
         self.led.show("joining")
         result = await wifi.join(ssid, password, self.s["join_timeout"])
         print("wifi:", result)
+        if self.safe and result == wifi.CONNECTED:
+            self.leave_safe()  # a pairing joined: it saves next, then a normal boot
         return result
 
     async def join(self):
@@ -122,6 +157,7 @@ class App:
             self.led.show("on" if x else "off")
 
     def reboot_soon(self):
+        hw.stable()  # asked for, not a crash
         asyncio.create_task(_reboot(1000))  # after the reply has gone
 
 
@@ -133,9 +169,13 @@ async def _reboot(ms):
 async def _feed(wdt):
     # the longest legitimate stall (a DNS lookup that lwIP gives up on, a TLS handshake
     # on the ESP8266) is well inside the watchdog's limit
+    up = 0
     while True:
         wdt.feed()
         await asyncio.sleep_ms(1000)
+        up += 1
+        if up == _STABLE_S:
+            hw.stable()
 
 
 def _crashed(loop, context):

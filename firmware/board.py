@@ -20,6 +20,7 @@ PATTERNS = {
     "failed": (100, 100, 100, 700),  # double blink
     "touch": (100, 100, 100, 100, 100, 700),  # triple blink: listening for a phone's ESP-Touch
     "offline": (100, 1900),  # on Wi-Fi, cloud not (yet) reached: a short flash every 2 s
+    "safe": (1000, 200, 200, 600),  # long, short: pairing in safe mode (boots kept crashing)
 }
 
 
@@ -28,6 +29,7 @@ class Led:
         self.pin = hw.led(pin)
         self.invert = 1 if active_low else 0
         self.pattern = "off"
+        self.safe = False  # safe mode: its pairing shows a pattern of its own
         self.changed = asyncio.Event()
         self.set(0)
 
@@ -35,6 +37,8 @@ class Led:
         self.pin.value(on ^ self.invert)
 
     def show(self, pattern):
+        if self.safe and pattern == "pairing":
+            pattern = "safe"
         if pattern != self.pattern:
             self.pattern = pattern
             print("led:", pattern)

@@ -5,6 +5,7 @@ import time
 
 import machine
 import network
+from micropython import const
 
 # the virtual board says which chip it imitates; on a chip sys.platform does
 PLATFORM = getattr(machine, "PLATFORM", sys.platform)
@@ -67,20 +68,48 @@ class _LoopWatchdog:
             reset()
 
 
+# RTC memory: [_RTC_TAG, boots since the last stable state, what the previous boot asked
+# of this one...]. A reset, a crash and a watchdog keep RTC memory; a power cut clears
+# it (both ports check a magic word there: ports/esp8266/machine_rtc.c:57-69, and
+# ports/esp32/machine_rtc.c:63-68,93-96 keeps it RTC_NOINIT across resets). The boot count
+# for safe mode lives here, not in flash: counting in flash would write it twice on every
+# boot of a crash loop, and a power cut ending a count is fine (someone is at the board).
+_RTC_TAG = const(0xA5)  # anything else there: a power-on's empty memory, an older firmware's
+_boots = 0  # this boot's count (boot_state), 0 once stable; RTC memory always holds it
+
+
 def reset(next_boot=b""):
     """Reboot; `next_boot` reaches the next boot through RTC memory, which a reset
-    keeps and a power cut clears."""
-    machine.RTC().memory(next_boot)
+    keeps and a power cut clears. RTC memory holds the boot count already: a reset
+    out of an exhausted heap allocates nothing."""
+    if next_boot:
+        _remember(next_boot)
     machine.reset()
 
 
-def boot_request():
-    """What the previous boot asked of this one (b"" if nothing), asked once."""
-    rtc = machine.RTC()
-    request = rtc.memory()
-    if request:
-        rtc.memory(b"")
-    return request
+def boot_state():
+    """(What the previous boot asked of this one, b"" if nothing; how many boots in a
+    row, this one included, have not reached a stable state). Counts this boot; the
+    request is taken once."""
+    global _boots
+    memory = machine.RTC().memory()
+    if len(memory) < 2 or memory[0] != _RTC_TAG:
+        memory = bytes((_RTC_TAG, 0))
+    _boots = min(memory[1] + 1, 255)
+    _remember()
+    return memory[2:], _boots
+
+
+def stable():
+    """This boot reached a stable state: the count of boots that did not starts again."""
+    global _boots
+    if _boots:
+        _boots = 0
+        _remember()
+
+
+def _remember(request=b""):
+    machine.RTC().memory(bytes((_RTC_TAG, _boots)) + request)
 
 
 def listen_addr(port):

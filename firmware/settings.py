@@ -1,11 +1,15 @@
-# The device's settings: one JSON file on flash, written atomically.
+# The device's settings: defaults, the atomic save, factory reset, pairing. What boot
+# does with them (read back, checked, recovered; the identity and device key kept in
+# their own copies) is in recover.py, which leaves the heap once the boot is done.
+#
+# settings.json holds what pairing sets, the wiring and the rest, and mirrors the
+# identity for people and tools; never the device key, which lives in the identity
+# copies: a device key in settings.json is always one that flashing put there.
 import json
 import os
 
-import jsonobj
-
 FILE = "settings.json"
-_TMP = "settings.json.tmp"
+TMP = "settings.json.tmp"
 
 
 def defaults(platform="esp8266"):
@@ -44,30 +48,17 @@ def defaults(platform="esp8266"):
 PAIRED = ("ssid", "password", "server", "port", "token", "activated")
 
 
-def load(platform="esp8266"):
-    """Settings from flash merged over defaults. Values of the wrong type are
-    ignored, so a damaged file can at worst bring back a default."""
-    s = defaults(platform)
-    saved = _read(FILE)
-    if saved is None:
-        # settings.json missing or unreadable: a complete temp copy is the best there is
-        saved = _read(_TMP)
-        if saved is not None:
-            os.rename(_TMP, FILE)
-    else:
-        _remove(_TMP)  # a save that stopped before its rename
-    if isinstance(saved, dict):
-        for key, value in saved.items():
-            if key in s and type(value) is type(s[key]):
-                s[key] = value
-    return s
-
-
-def save(s):
-    # a complete temp file, then rename: a power cut leaves the old or the new file
-    with open(_TMP, "w") as f:
-        json.dump(s, f)  # streamed: no copy of the whole file in the heap
-    os.rename(_TMP, FILE)
+def save(s, same=None):
+    """Write settings.json unless `same` (what it holds) says exactly this already: a
+    complete temp file, then rename, so a power cut leaves the old or the new file."""
+    key = s.pop("device_key")  # it lives in the copies, never in settings.json
+    try:
+        if s != same:
+            with open(TMP, "w") as f:
+                json.dump(s, f)  # streamed: no copy of the whole text in the heap
+            os.rename(TMP, FILE)
+    finally:
+        s["device_key"] = key
 
 
 def forget(s, platform="esp8266"):
@@ -83,36 +74,3 @@ def apply_pairing(s, pairing):
     for key in ("ssid", "password", "server", "port", "token"):
         if key in pairing:
             s[key] = pairing[key]
-
-
-def make_identity(s, mac, uid, rand):
-    """deviceid from the station MAC, apikey a UUID v4 from 16 random bytes."""
-    if not s["deviceid"]:
-        s["deviceid"] = "1000" + _hex(mac[-3:])
-    if not s["apikey"]:
-        b = bytearray(rand)
-        b[6] = b[6] & 0x0F | 0x40
-        b[8] = b[8] & 0x3F | 0x80
-        h = _hex(b)
-        s["apikey"] = "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
-    if not s["chipid"]:
-        s["chipid"] = _hex(uid)
-
-
-def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return jsonobj.loads(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
