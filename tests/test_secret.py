@@ -1,6 +1,8 @@
 """Secrets reach the tools without a command line: option, file, environment, prompt."""
 import argparse
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -45,3 +47,14 @@ def test_help_says_where_else_a_secret_can_come_from():
     secret.add_option(p, "--password", "ESPLINK_TEST_SECRET", "the Wi-Fi password")
     text = p.format_help()
     assert "$ESPLINK_TEST_SECRET" in text and "--password-file" in text and "other users can read" in text
+
+
+@pytest.mark.parametrize("argv, env, flag", [
+    (["pair", "ap"], "ESPLINK_WIFI_PASSWORD", "--password"),
+    (["pair", "touch"], "ESPLINK_WIFI_PASSWORD", "--password"),
+    (["board", "run"], "ESPLINK_DEVICE_KEY", "--device-key"),
+])
+def test_every_command_that_takes_a_secret_says_so_in_its_help(argv, env, flag):
+    done = subprocess.run([sys.executable, "-m", "esplink.cli", *argv, "--help"], capture_output=True, text=True)
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    assert done.returncode == 0 and f"${env}" in text and f"{flag}-file" in text, done.stdout

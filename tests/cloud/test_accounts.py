@@ -4,6 +4,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 
 import pytest
 
@@ -159,6 +160,14 @@ def test_history_too_large_and_the_device_s_answer_stored(cloud, api):
     # a delivery the device could not take is refused at once, not after 10 s
     status, reply = api.request("GET", "/v1/device/rpc/?action=LED_ON&pad=" + "x" * 2100, master)
     assert status == 413 and "too large for the device" in reply["message"]
+    # ... also while another delivery waits for its answer: said before queueing behind it
+    pending = in_background(api.request, "GET", "/v1/device/rpc/?action=LED_ON", master)
+    first = board.read()
+    t0 = time.monotonic()
+    status, reply = api.request("GET", "/v1/device/rpc/?action=LED_ON&pad=" + "x" * 2100, master)
+    assert status == 413 and time.monotonic() - t0 < 2
+    board.send({"status": 200, "nonce": first["nonce"], "deliver_to_device": True})
+    assert pending.result(10)[0] == 200
     # a datapoint written through the device: the device's answer is what is stored
     call = in_background(api.datapoint, master, "plug-status", {"x": 0})
     delivery = board.read()

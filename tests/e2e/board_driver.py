@@ -1,4 +1,6 @@
 """Helpers for the end-to-end tests: the board process (from esplink.board.process) and raw HTTP."""
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -59,3 +61,16 @@ def artifacts(tmp_path):
     out = Path(os.environ.get("ESPLINK_ARTIFACTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def kept_identity(flash):
+    """[deviceid, apikey, chipid, device_key] as both identity copies on the board's flash
+    hold it (firmware/recover.py: a SHA-256 prefix, then the JSON it sums); each must verify."""
+    kept = []
+    for name in ("identity", "identity.bak"):
+        data = (Path(flash) / name).read_bytes()
+        body = data[16:]
+        assert data[:16] == hashlib.sha256(body).hexdigest()[:16].encode(), f"{name} does not verify"
+        kept.append(json.loads(body))
+    assert kept[0] == kept[1], kept
+    return kept[0]

@@ -4,14 +4,13 @@ power cuts leave the settings old or new, and a crash loop ends in safe mode."""
 import json
 import random
 import re
-import secrets
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from board_driver import HOME, http_exchange, split_responses
+from board_driver import HOME, http_exchange, kept_identity, split_responses
 from esplink.cloud import harness, store
 from esplink.phone import pair_ap
 
@@ -142,8 +141,11 @@ def test_a_crash_loop_ends_in_safe_mode_and_a_press_or_a_pairing_leaves_it(make_
     (flash / "crash").write_text("")
     prelude = tmp_path / "crash_online.py"
     prelude.write_text(CRASH_ONLINE)
-    board = make_board(flash=flash, prelude=prelude)
+    key = "c0ffee" * 6 + "c0ff"
+    board = make_board(flash=flash, prelude=prelude, device_key=key)
     crash_loop(board)
+    kept = kept_identity(flash)
+    assert kept[3] == key
     # the safe pattern (1000/200/200/600 ms), not pairing's 100/100; and no window back
     # to the network that crashed (pair_window is 2 s here)
     changes = board.control("state")["led_changes"]
@@ -171,4 +173,5 @@ def test_a_crash_loop_ends_in_safe_mode_and_a_press_or_a_pairing_leaves_it(make_
     saved = board.settings()
     assert (saved["ssid"], saved["pair_window"]) == ("office", 2)  # safe mode's window never saved
     assert board.log().count("safe mode: 3 boots") == 2
-    no_secrets(board.log(), HOME["home"], HOME["office"])
+    assert kept_identity(flash) == kept and [saved[k] for k in IDENTITY] == kept[:3]
+    no_secrets(board.log(), HOME["home"], HOME["office"], key)

@@ -10,22 +10,28 @@ import time
 
 import pytest
 
-from board_driver import HOME
+from board_driver import HOME, kept_identity
 from esplink.phone import pair_ap
 
 BURSTS, WIDTH = 5, 50
+KEY = "f100d" * 8  # the cloud's device key, as flashing writes it
 GET_DEVICE = b"GET /device HTTP/1.1\r\nHost: 10.10.7.1\r\n\r\n"
 GET_PAGE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/html\r\n\r\n"  # the portal's own host
 
 
 @pytest.fixture
 def portal(make_board):
-    board = make_board(heap_probe=True)
+    board = make_board(heap_probe=True, device_key=KEY)
     board.expect(r"^led: pairing")
     return board
 
 
 def identity(board):
+    """What GET /device says, and the identity and device key the board keeps."""
+    return _get_device(board), kept_identity(board.flash)
+
+
+def _get_device(board):
     conn = http.client.HTTPConnection("127.0.0.1", board.http_port, timeout=10)
     try:
         conn.request("GET", "/device")
@@ -63,6 +69,7 @@ def assert_unharmed(board, before):
     ident, reply = pair_ap(f"127.0.0.1:{board.http_port}", "home", HOME["home"])
     assert reply == {"error": 0}
     board.expect(r"^pairing: saved")
+    assert kept_identity(board.flash) == before[1] and before[1][3] == KEY
 
 
 def test_bursts_of_simultaneous_connections(portal):
@@ -102,7 +109,8 @@ def test_connections_that_never_speak_do_not_lock_a_phone_out(portal):
     # up to the save: after it comes the designed reset ("board: reset")
     log = portal.log().split("pairing: saved")[0]
     assert "out of memory" not in log and "board: " not in log.split("\n", 1)[1]
-    assert json.loads(before) == ident  # the identity the flood met is the one that paired
+    assert json.loads(before[0]) == ident  # the identity the flood met is the one that paired
+    assert kept_identity(portal.flash) == before[1] and before[1][3] == KEY
 
 
 CRASH_ONCE = """
@@ -123,4 +131,5 @@ def test_a_vm_that_dies_is_booted_again_with_its_flash(make_board, tmp_path):
     board = make_board(prelude=prelude)
     board.expect(r"^board: crash \(the VM died of signal 11\); booting again")
     board.expect(r"^led: pairing")
-    assert json.loads(identity(board))["deviceid"] == board.settings()["deviceid"]
+    device, kept = identity(board)
+    assert json.loads(device)["deviceid"] == kept[0] == board.settings()["deviceid"]

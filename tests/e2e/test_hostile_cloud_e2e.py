@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from board_driver import HOME, Board
+from board_driver import HOME, Board, kept_identity
 from esplink.cloud import harness, protocol, store
 from esplink.cloud.client import Client
 from esplink.phone import pair_ap
@@ -81,8 +81,10 @@ class Online:
         self.online_from = len(self.board.log().splitlines())  # pairing resets once: not counted
 
     def who(self):
+        # settings.json mirrors the identity but never holds the device key: that is in
+        # the identity copies
         s = self.board.settings()
-        return {k: s.get(k) for k in ("deviceid", "apikey", "chipid", "device_key", "activated")}
+        return kept_identity(self.board.flash), [s[k] for k in ("deviceid", "apikey", "chipid", "activated")]
 
     def rpc(self, action):
         return self.client.rpc(self.owner, action)

@@ -260,3 +260,28 @@ def test_repeated_pairing_fits_the_heap(board):
         board.press()
         board.expect(r"^led: pairing")
     assert "error:" not in board.log() and "out of memory" not in board.log()
+
+
+EMOJI_SSID = "\U0001f3e0" * 8  # 32 bytes of UTF-8, the most a network name holds
+
+
+@pytest.mark.parametrize("how", ["esplink pair ap (raw UTF-8)", "escaped (surrogate pairs)"])
+def test_a_name_outside_the_bmp_is_saved_as_the_router_spells_it(make_board, how):
+    board = make_board(wifi={**HOME, EMOJI_SSID: "emoji-pw-123", "Café🏠": "cafe-pw-123"})
+    board.expect(r"^led: pairing")
+    if how.startswith("esplink"):
+        done = esplink("pair", "ap", "--device", f"127.0.0.1:{board.http_port}", "--ssid", EMOJI_SSID,
+                       env={"ESPLINK_WIFI_PASSWORD": "emoji-pw-123"})
+        assert done.returncode == 0, done.stderr
+        ssid = EMOJI_SSID
+    else:
+        ssid = "Café🏠"
+        body = json.dumps({"ssid": ssid, "password": "cafe-pw-123"}).encode()  # \u00e9\ud83c\udfe0
+        assert b"\\ud83c\\udfe0" in body
+        (status, _, ok), = split_responses(http_exchange(board.http_port, [post_ap(body, b"application/json")]))
+        assert (status, ok) == (200, b'{"error":0}')
+    board.expect(r"^wifi: connected")  # the virtual router compares the name's bytes
+    board.expect(r"^pairing: saved")
+    raw = (board.flash / "settings.json").read_bytes()
+    assert ssid.encode() in raw and b"\xed\xa0" not in raw  # UTF-8, not CESU-8
+    assert board.settings()["ssid"] == ssid

@@ -24,14 +24,14 @@ def split_hostport(text, default_port):
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise CommandError(f"bad port in {text!r}")
     return host, int(port)
 
 
 def port_number(text):
     """argparse type for a TCP/UDP port."""
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return int(text)
 
@@ -50,7 +50,8 @@ def pair_ap(device, ssid, password, server=None, token=None, timeout=10.0):
         for key in ("deviceid", "apikey", "chipid"):
             if not isinstance(identity.get(key), str):
                 raise CommandError(f"GET /device: reply has no {key}")
-        reply = _exchange(conn, "POST", "/ap", json.dumps(body).encode())
+        # raw UTF-8, as a router spells the name: an escape outside the BMP is a surrogate pair
+        reply = _exchange(conn, "POST", "/ap", json.dumps(body, ensure_ascii=False).encode())
     except (socket.timeout, TimeoutError):
         raise CommandError(f"device {host}:{port} did not answer within {timeout:g} s")
     except (OSError, http.client.HTTPException) as e:

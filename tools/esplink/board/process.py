@@ -123,8 +123,10 @@ def boot_loop(flash_dir, options, out=sys.stdout):
     control_port = free_port()
     (standins / "control").write_text(str(control_port))
     sink = _sink()
+    # raw UTF-8: the VM's json reads an escaped surrogate pair as CESU-8, and a network
+    # named outside the BMP would then never match what the firmware joins
     env = dict(os.environ, ESPLINK_VBOARD=json.dumps(
-        deploy.config(flash_dir, options, control_port, dogs.port, sink[0].getsockname()[1])))
+        deploy.config(flash_dir, options, control_port, dogs.port, sink[0].getsockname()[1]), ensure_ascii=False))
     argv = vm.micropython() + ["-X", f"heapsize={deploy.vm_heap(options)}", str(standins / "runner.py"),
                                str(standins)] + ([str(Path(options.prelude).resolve())] if options.prelude else [])
     try:

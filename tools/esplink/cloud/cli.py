@@ -169,7 +169,7 @@ def cmd_authorize(args):
 
 
 def _port(text):
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text!r} (0 = any free one)")
     return int(text)
 

@@ -344,6 +344,11 @@ class Cloud:
         protocol.TooLarge, or asyncio.TimeoutError after `timeout` (queueing behind
         another delivery included)."""
         link = self.link(device_id)
+        # measured with the widest nonce, before queueing: too large is said at once, not
+        # after waiting behind another delivery
+        widest = len(protocol.encode(protocol.delivery(2 ** 31 - 1, method, path, get, caller_key, body)))
+        if widest > protocol.DEVICE_FRAME_LIMIT:
+            raise protocol.TooLarge(f"{widest} bytes; a device takes {protocol.DEVICE_FRAME_LIMIT}")
 
         async def one():
             async with link.lock:
@@ -352,8 +357,6 @@ class Cloud:
                     raise protocol.Offline("the device is offline")
                 nonce = secrets.randbelow(2 ** 31)
                 frame = protocol.encode(protocol.delivery(nonce, method, path, get, caller_key, body))
-                if len(frame) > protocol.DEVICE_FRAME_LIMIT:
-                    raise protocol.TooLarge(f"{len(frame)} bytes; a device takes {protocol.DEVICE_FRAME_LIMIT}")
                 link.nonce, link.reply = nonce, asyncio.get_running_loop().create_future()
                 try:
                     try:

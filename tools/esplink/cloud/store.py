@@ -241,8 +241,8 @@ class Store:
         return self._one("SELECT * FROM devices WHERE id = ?", device_id)
 
     def find_device(self, ref: str) -> dict | None:
-        """By id (all digits) or by name."""
-        if ref.isdigit():
+        """By id (all ASCII digits: "²" is a digit to isdigit(), not to int()) or by name."""
+        if ref.isascii() and ref.isdigit():
             return self.device(int(ref))
         return self._one("SELECT * FROM devices WHERE name = ?", ref)
 
