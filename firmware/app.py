@@ -11,7 +11,6 @@ from micropython import const
 
 import board
 import hw
-import settings
 import wifi
 
 PAIR = "pair"
@@ -37,7 +36,9 @@ class App:
         import recover  # boot-time code: out of the heap once the settings are in RAM
 
         s = recover.load(hw.PLATFORM, (hw.mac(), hw.unique_id(), os.urandom(16)))
-        del sys.modules["recover"]
+        # settings (saving) and jsonobj (parsing) came with it; they too stay out of the
+        # heap until something needs them: a world's peak is not where they are used
+        del sys.modules["recover"], sys.modules["settings"], sys.modules["jsonobj"]
         self.s = s
         wifi.ap_down()  # a fresh ESP8266 starts its own open "MicroPython-xxxx" AP
         self.led = board.Led(s["led_pin"], s["led_active_low"])
@@ -68,6 +69,8 @@ class App:
             hw.reset(_PAIR_REQUEST)
 
     def on_long(self):
+        import settings
+
         print("button: factory reset")
         if self.safe:
             self.leave_safe()
@@ -85,13 +88,14 @@ class App:
         asyncio.create_task(self.led.run())
         asyncio.create_task(self.button.run())
         asyncio.create_task(_feed(hw.watchdog(max(2, self.s["watchdog"]) * 1000)))
-        modes = {PAIR: self.pair, JOIN: self.join, ONLINE: self.online}
         errors = 0
         while True:
             print("mode:", self.mode)
             gc.collect()
             try:
-                self.mode = await modes[self.mode]()
+                # no dict of modes: it would be kept for the whole boot
+                mode = self.mode
+                self.mode = await (self.pair() if mode == PAIR else self.join() if mode == JOIN else self.online())
                 errors = 0
             except Exception as e:  # MemoryError above all: free what we can, try again
                 print("error:", repr(e))
@@ -166,12 +170,12 @@ async def _reboot(ms):
     hw.reset()
 
 
-async def _feed(wdt):
+async def _feed(feed):
     # the longest legitimate stall (a DNS lookup that lwIP gives up on, a TLS handshake
     # on the ESP8266) is well inside the watchdog's limit
     up = 0
     while True:
-        wdt.feed()
+        feed()
         await asyncio.sleep_ms(1000)
         up += 1
         if up == _STABLE_S:

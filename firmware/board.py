@@ -30,7 +30,9 @@ class Led:
         self.invert = 1 if active_low else 0
         self.pattern = "off"
         self.safe = False  # safe mode: its pairing shows a pattern of its own
-        self.changed = asyncio.Event()
+        # a flag run() polls, not an asyncio.Event: that would load asyncio's event module
+        # (~0.5 KB of heap) for one waiter
+        self.changed = False
         self.set(0)
 
     def set(self, on):
@@ -42,18 +44,19 @@ class Led:
         if pattern != self.pattern:
             self.pattern = pattern
             print("led:", pattern)
-            self.changed.set()
+            self.changed = True
 
     async def run(self):
         while True:
-            self.changed.clear()
+            self.changed = False
             steps = PATTERNS[self.pattern]
             if not steps:
                 self.set(0 if steps is None else 1)
-                await self.changed.wait()
+                while not self.changed:
+                    await asyncio.sleep_ms(_POLL_MS)
                 continue
             for i in range(len(steps)):  # no iterator object per cycle
-                if self.changed.is_set():
+                if self.changed:
                     break
                 self.set(1 - i % 2)
                 await asyncio.sleep_ms(steps[i])

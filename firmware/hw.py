@@ -36,7 +36,7 @@ def led(pin):
 
 
 def watchdog(limit_ms):
-    """Something with feed(): the board resets when feeds stop for limit_ms.
+    """A function to call as a feed: the board resets when feeds stop for limit_ms.
 
     ESP32: the task watchdog (machine.WDT), which also catches a hang in C.
     ESP8266: not machine.WDT. Creating one stops the port's event loop feeding the SDK's
@@ -44,28 +44,34 @@ def watchdog(limit_ms):
     resets the chip 1.6-3.2 s after the last feed() (ets_alt_task.c:141-170): a DNS
     lookup or a TLS handshake, which block, would reset a healthy board. Without it
     the SDK's watchdogs stay on (they catch a hang in C), and a virtual timer resets
-    the board when the event loop stops feeding."""
-    if PLATFORM == "esp8266":
-        return _LoopWatchdog(limit_ms)
-    return machine.WDT(timeout=limit_ms)
+    the board when the event loop stops feeding (module state and functions, not a
+    class: a class costs the heap more, and there is one watchdog)."""
+    if PLATFORM != "esp8266":
+        return machine.WDT(timeout=limit_ms).feed
+    global _limit, _timer
+    _limit = limit_ms
+    _loop_feed()
+    # the timer's callback is scheduled from its interrupt: it runs between bytecodes
+    # and inside blocking waits, so a stuck event loop cannot hide it. Held in a global:
+    # the ESP8266's timer lives in its object, which must not be collected.
+    _timer = machine.Timer(-1)
+    _timer.init(mode=machine.Timer.PERIODIC, period=1000, callback=_loop_check)
+    return _loop_feed
 
 
-class _LoopWatchdog:
-    def __init__(self, limit_ms):
-        self.limit = limit_ms
-        self.fed = time.ticks_ms()
-        # the timer's callback is scheduled from its interrupt: it runs between
-        # bytecodes and inside blocking waits, so a stuck event loop cannot hide it
-        self.timer = machine.Timer(-1)
-        self.timer.init(mode=machine.Timer.PERIODIC, period=1000, callback=self._check)
+_limit = _fed = 0
+_timer = None
 
-    def feed(self):
-        self.fed = time.ticks_ms()
 
-    def _check(self, _):
-        if time.ticks_diff(time.ticks_ms(), self.fed) > self.limit:
-            print("watchdog: the event loop stopped; resetting")
-            reset()
+def _loop_feed():
+    global _fed
+    _fed = time.ticks_ms()
+
+
+def _loop_check(_):
+    if time.ticks_diff(time.ticks_ms(), _fed) > _limit:
+        print("watchdog: the event loop stopped; resetting")
+        reset()
 
 
 # RTC memory: [_RTC_TAG, boots since the last stable state, what the previous boot asked

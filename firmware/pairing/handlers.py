@@ -2,15 +2,15 @@
 # The seed's exchange (GET /device, POST /ap with JSON) for apps, byte for byte; the
 # captive portal (a page at /, redirects for the phones' connectivity probes) for a
 # person with a browser.
-import jsonobj
 from pairing import http, portal
 from pairing.http import HTML, error_body
 
 OK = b'{"error":0}'
 # where each phone OS looks for the internet; anything but the expected answer opens
-# the portal (Android, Apple, Windows, Firefox)
-_PROBES = ("/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html",
-           "/connecttest.txt", "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt")
+# the portal (Android, Apple, Windows, Firefox). One string, each path between spaces:
+# a tuple would keep a tuple and a string object per path in the heap.
+_PROBES = (" /generate_204 /gen_204 /hotspot-detect.html /library/test/success.html"
+           " /connecttest.txt /ncsi.txt /redirect /canonical.html /success.txt ")
 
 
 class Reply:
@@ -49,7 +49,7 @@ def handle(req, ctx):
             return _not_allowed("POST")
         return _post_ap(req, ctx)
     where = ctx.portal
-    if where and (path in _PROBES or (req.host and req.host.split(":")[0] != where.split(":")[0])):
+    if where and ((" %s " % path) in _PROBES or (req.host and req.host.split(":")[0] != where.split(":")[0])):
         # a phone asking for the internet, or any name the portal's DNS sent here
         return Reply(302, b"", http.HTML, "Location: http://%s/\r\n" % where)
     if path == "/":
@@ -143,6 +143,8 @@ def password_ok(p):
 
 def _decode(body):
     if body.startswith(b"{"):
+        import jsonobj  # on the first JSON body: a portal that only serves pages never needs it
+
         try:
             return jsonobj.loads(body)
         except ValueError:

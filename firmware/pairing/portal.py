@@ -75,7 +75,7 @@ def _signal(rssi):
 
 
 def escape(text):
-    for c, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#39;")):
-        if c in text:
-            text = text.replace(c, entity)
-    return text
+    # replace() hands back the same string when there is nothing to replace; a table of
+    # pairs here would be six tuples kept in the heap
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
+        '"', "&quot;").replace("'", "&#39;")

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import select
 import socket
+import sys
 import time
 
 from micropython import const
@@ -39,8 +40,9 @@ class Server:
         self.ctx = ctx
         self.conns = []  # [task, deadline or None once cancelled, last served] per connection
         self.listener = None
-        # one streamed page at a time: each holds a segment's buffer and a file
-        self.paging = asyncio.Lock()
+        # one streamed page at a time: each holds a buffer and a file. A flag polled by
+        # the waiters, not an asyncio.Lock: that would load asyncio's lock module (~0.3 KB)
+        self.paging = False
 
     async def start(self, host, port):
         sock = socket.socket()
@@ -91,11 +93,10 @@ class Server:
                 except OSError:
                     break  # it gave up while waiting
                 sock.setblocking(False)
-                stream = asyncio.StreamReader(sock)  # MicroPython: one Stream reads and writes
                 now = time.ticks_ms()
                 # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
                 conn = [None, time.ticks_add(now, REQUEST_MS), now]
-                conn[0] = asyncio.create_task(self._serve(stream, conn))
+                conn[0] = asyncio.create_task(self._serve(sock, conn))
                 self.conns.append(conn)
             now = time.ticks_ms()
             if time.ticks_diff(now, reaped) >= _REAP_MS:
@@ -123,8 +124,7 @@ class Server:
             oldest[0].cancel()
         return False
 
-    async def _serve(self, stream, conn):
-        reader = writer = stream
+    async def _serve(self, sock, conn):
         parser = http.Parser()
         continued = False
         try:
@@ -133,34 +133,45 @@ class Server:
                 if req is None:
                     if parser.wants_continue and not continued:
                         continued = True  # curl waits a second for this before it sends the body
-                        writer.write(http.CONTINUE)
-                        await writer.drain()
-                    data = await reader.read(_READ)
+                        await _write(sock, http.CONTINUE)
+                    # read here, not in a coroutine of its own: a connection waits here
+                    # most of its life, and every waiting frame is heap
+                    await _Ready(sock)
+                    data = sock.read(_READ)
+                    if data is None:  # woken, but nothing to read after all
+                        continue
                     if not data:
                         break
                     parser.feed(data)
+                    data = None  # the parser has a copy
                     continue
                 continued = False
                 reply = handlers.handle(req, self.ctx)
                 if isinstance(reply.body, bytes):
-                    keep = await _send(writer, req, reply)
+                    keep = await _send(sock, req, reply)
                 else:
-                    async with self.paging:
-                        keep = await _send(writer, req, reply)
-                reply = None
+                    while self.paging:
+                        await asyncio.sleep_ms(_POLL_MS)
+                    self.paging = True
+                    try:
+                        keep = await _send(sock, req, reply)
+                    finally:
+                        self.paging = False
+                # what is done with is not kept while the connection waits for its next request
+                req = reply = None
                 if not keep:
                     break
                 now = time.ticks_ms()
                 conn[1], conn[2] = time.ticks_add(now, REQUEST_MS), now
         except http.HTTPError as e:
             self._drop(conn)  # its slot is free at once
-            await _refuse(reader, writer, e.status, e.reason)
+            await _refuse(sock, e.status, e.reason)
         except asyncio.CancelledError:
             # the deadline passed (or the server stops, or room was made for a
             # newcomer): a request cut short by its deadline gets a 408
             if self.listener and parser.pending() and conn[2] is not None:
                 self._drop(conn)
-                await _refuse(reader, writer, 408, "timeout")
+                await _refuse(sock, 408, "timeout")
         except MemoryError:
             # drop this connection without a reply (that would allocate): keep the device
             parser = None
@@ -170,7 +181,7 @@ class Server:
             pass  # the phone went away
         finally:
             self._drop(conn)
-            await _close(writer)
+            sock.close()
 
     def _drop(self, conn):
         if conn in self.conns:
@@ -184,7 +195,42 @@ def readable(poller):
     return False
 
 
-async def _send(writer, req, reply):
+# A socket's reads and writes as asyncio's Stream does them (extmod/asyncio/stream.py),
+# waiting on asyncio's own poller, but without asyncio.StreamReader: that loads asyncio's
+# stream module, ~0.9 KB of heap for its classes, more than the pairing world can spare.
+
+
+class _Ready:
+    """`await _Ready(sock)`: until sock is readable (writable with write=True)."""
+
+    def __init__(self, sock, write=False):
+        # queue the running task on the socket, as Stream does; asyncio.core's _io_queue
+        # is looked up each time because a new event loop replaces it
+        queue = sys.modules["asyncio.core"]._io_queue
+        if write:
+            queue.queue_write(sock)
+        else:
+            queue.queue_read(sock)
+
+    def __iter__(self):  # what MicroPython's await runs: sleep until the poller wakes the task
+        yield
+
+    __await__ = __iter__  # what a type checker looks for
+
+
+async def _write(sock, data):
+    """All of data, waiting for room as needed (and so yielding at least once, as
+    Stream.drain does: a loop of writes cannot starve the other tasks)."""
+    mv = memoryview(data)
+    off = 0
+    while off < len(mv):
+        await _Ready(sock, True)
+        sent = sock.write(mv[off:])
+        if sent:
+            off += sent
+
+
+async def _send(sock, req, reply):
     """Write the reply; False when the connection ends with it."""
     body = reply.body
     streamed = not isinstance(body, bytes)  # a page from flash: its length is known at the end
@@ -192,43 +238,33 @@ async def _send(writer, req, reply):
     head = http.head(reply.status, None if streamed else len(body), keep, reply.content_type, reply.headers)
     try:
         if req.method == "HEAD":
-            writer.write(head)
+            await _write(sock, head)
         elif not streamed:
-            writer.write(head + body)  # one segment: two would meet the client's delayed ACK
+            await _write(sock, head + body)  # one segment: two would meet the client's delayed ACK
         else:
             out = bytearray(head)
             for chunk in body:
                 out.extend(chunk)
                 if len(out) >= _CHUNK:
-                    writer.write(out)
-                    await writer.drain()
+                    await _write(sock, out)
                     out = bytearray()
-            writer.write(out)
+            await _write(sock, out)
     finally:
         if streamed:
             body.close()  # the page's file, if the client left halfway
-    await writer.drain()
     return keep
 
 
-async def _refuse(reader, writer, status, reason):
+async def _refuse(sock, status, reason):
     # An error reply, then close. Closing with unread input makes the kernel send
     # RST, which can destroy the reply before the phone reads it: swallow a little
     # of what is in flight first (bounded: the slot is already free).
     try:
-        writer.write(http.response(status, http.error_body(status, reason), False))
-        await writer.drain()
+        await _write(sock, http.response(status, http.error_body(status, reason), False))
         for _ in range(8):  # up to 4 KB, 400 ms
-            if not await asyncio.wait_for_ms(reader.read(_SWALLOW), 50):
+            await asyncio.sleep_ms(50)
+            if not sock.read(_SWALLOW):  # None: nothing came meanwhile; b"": closed
                 break
-    except (OSError, asyncio.TimeoutError):
-        pass
-    await _close(writer)
-
-
-async def _close(writer):
-    try:
-        writer.close()
-        await writer.wait_closed()
     except OSError:
         pass
+    sock.close()
