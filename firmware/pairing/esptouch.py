@@ -66,9 +66,13 @@ class Decoder:
         elif self._run < 4:
             self._run += 1
         self._last = length
-        if self._run == 4 and length + 3 >= _GUIDE:
-            # the window needs no reset: a run going down by 1 never holds a data code
+        if self._run == 4 and length + 3 >= _GUIDE and length + 3 - _GUIDE != self.offset:
+            # the window needs no reset: a run going down by 1 never holds a data code.
+            # What was decoded under another offset is noise read as codes: a length
+            # read too long can pass as an index past the end, which would wait forever
+            # for the rest of a BSSID the sender never sends
             self.offset = length + 3 - _GUIDE
+            self._forget()
         n = length - self.offset
         a, b = self._a, self._b
         self._a, self._b = b, n
@@ -88,6 +92,12 @@ class Decoder:
             elif lo:
                 self._half(128 + i, n - _HI)
         return self.done
+
+    def _forget(self):
+        for buf in (self._known, self._half_known):
+            for i in range(len(buf)):
+                buf[i] = 0
+        self._repeats = 0
 
     def _half(self, at, part):
         halves, known = self._halves, self._half_known
