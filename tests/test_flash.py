@@ -4,7 +4,6 @@ Real esptool/mpremote never run here: dry runs must not call them, and the
 one non-dry full run uses logging fakes on PATH.
 """
 
-import os
 import shlex
 import shutil
 import stat

@@ -1,8 +1,6 @@
 """esplink.vm: finding the Debian mirror, the cache and launcher, and the real VM."""
 import argparse
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -4,8 +4,6 @@ import socket
 import ssl
 import threading
 
-import pytest
-
 from esplink.cloud import certs
 
 
