@@ -1,12 +1,11 @@
 """Helpers for the end-to-end tests: the board process (from esplink.board.process) and raw HTTP."""
-import hashlib
-import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from esplink.board.deploy import identity_copies
 from esplink.board.process import BoardProcess as Board  # noqa: F401  (the tests' name for it)
 
 HOME = {"home": "secret-home-pw", "office": "office-pw-123"}  # the virtual access points
@@ -63,14 +62,10 @@ def artifacts(tmp_path):
     return out
 
 
+
 def kept_identity(flash):
     """[deviceid, apikey, chipid, device_key] as both identity copies on the board's flash
-    hold it (firmware/recover.py: a SHA-256 prefix, then the JSON it sums); each must verify."""
-    kept = []
-    for name in ("identity", "identity.bak"):
-        data = (Path(flash) / name).read_bytes()
-        body = data[16:]
-        assert data[:16] == hashlib.sha256(body).hexdigest()[:16].encode(), f"{name} does not verify"
-        kept.append(json.loads(body))
-    assert kept[0] == kept[1], kept
+    hold it; each must verify."""
+    kept = identity_copies(flash)
+    assert None not in kept and kept[0] == kept[1], kept
     return kept[0]

@@ -36,7 +36,7 @@ def get_device(board):
 
 
 def copies(flash):
-    return [power_cuts.read_copy(flash / name) for name in power_cuts.COPIES]
+    return power_cuts.read_copies(flash)
 
 
 def no_secrets(log, *secrets_):

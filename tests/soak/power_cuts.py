@@ -15,7 +15,6 @@ prelude below: every file the firmware writes goes out a byte at a time, with a 
 saying so), so cuts land in the middle of writes.
 """
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -28,14 +27,13 @@ import time
 from pathlib import Path
 
 from esplink import CommandError
-from esplink.board.deploy import state_dir
+from esplink.board.deploy import IDENTITY_COPIES, identity_copies, state_dir
 from esplink.board.process import BoardProcess
 from esplink.phone import pair_ap
 
 WIFI = {"home": "secret-home-pw", "office": "office-pw-123"}
 TOKENS = {"": "", "home": "h0me" * 10, "office": "0ff1ce" * 6 + "0ff1"}
 KEY = "5eed0fcafe" * 4  # the device key flashing writes
-COPIES = ("identity", "identity.bak")
 KINDS = ("pairing", "save", "boot", "repair")
 SLOW_FLASH = '''\
 # tests/soak/power_cuts.py: a slow flash, so that a kill -9 lands mid-write
@@ -93,13 +91,14 @@ def _state(proc_dir):
     return fields[0], int(fields[1])
 
 
-def read_copy(path):
-    """[deviceid, apikey, chipid, device_key] from an identity copy that verifies."""
-    data = path.read_bytes()
-    body = data[16:]
-    if data[:16] != hashlib.sha256(body).hexdigest()[:16].encode():
-        raise Failed(f"{path.name} does not verify")
-    return json.loads(body)
+def read_copies(flash):
+    """Both identity copies, [deviceid, apikey, chipid, device_key] each; Failed if one
+    does not verify."""
+    copies = identity_copies(flash)
+    for name, copy in zip(IDENTITY_COPIES, copies):
+        if copy is None:
+            raise Failed(f"{name} does not verify")
+    return copies
 
 
 class Soak:
@@ -115,7 +114,7 @@ class Soak:
         self.flash = workdir / "flash"
         self.board = BoardProcess(self.flash, WIFI, device_key=KEY, prelude=prelude, chip=chip).start()
         self.mode = self.board.expect(r"^led: (pairing)", 30)[1]
-        self.identity = [read_copy(self.flash / name) for name in COPIES][0]
+        self.identity = read_copies(self.flash)[0]
         if self.identity[3] != KEY:
             raise Failed("the first boot did not take the flashed device key")
         self.settings = ("", "")  # (ssid, token) on flash
@@ -186,7 +185,7 @@ class Soak:
             else:
                 delay = self.rng.uniform(0, 1.5)
         elif kind == "repair":
-            name = self.rng.choice(COPIES)
+            name = self.rng.choice(IDENTITY_COPIES)
             data = (self.flash / name).read_bytes()
             cut = self.rng.randrange(len(data))
             (self.flash / name).write_bytes(data[:cut] + bytes([data[cut] ^ 0x20]) + data[cut + 1:])
@@ -206,7 +205,7 @@ class Soak:
                f"{self.settings[0] or 'unpaired'}, {self.mode}"
 
     def check(self, allowed):
-        copies = [read_copy(self.flash / name) for name in COPIES]
+        copies = read_copies(self.flash)
         if copies != [self.identity] * 2:
             raise Failed(f"identity or device key changed: {[c == self.identity for c in copies]}")
         if (self.flash / "settings.json.tmp").exists():

@@ -2,6 +2,7 @@
 built by flash.sh, its modules packed into a ROMFS image (the ROM partition), the
 device key and CA written beside them, and the stand-ins for what the VM lacks.
 """
+import hashlib
 import json
 import os
 import re
@@ -124,6 +125,25 @@ def install_standins(flash_dir):
     (out / "standins.img").write_bytes(romfs_image(staging))
     shutil.copy(STANDINS / "runner.py", out / "runner.py")
     return out
+
+
+IDENTITY_COPIES = ("identity", "identity.bak")
+
+
+def identity_copies(flash_dir):
+    """What each identity copy on the board's flash holds (firmware/recover.py writes them:
+    16 hex digits of SHA-256, then the JSON list they sum): [deviceid, apikey, chipid,
+    device_key], or None for a copy that is missing or does not verify."""
+    copies = []
+    for name in IDENTITY_COPIES:
+        try:
+            data = (Path(flash_dir) / name).read_bytes()
+        except OSError:
+            data = b""
+        body = data[16:]
+        ok = data and data[:16] == hashlib.sha256(body).hexdigest()[:16].encode()
+        copies.append(json.loads(body) if ok else None)
+    return copies
 
 
 def provision(flash_dir, device_key=None, ca=None, plain=False):
