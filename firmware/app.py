@@ -41,18 +41,18 @@ class App:
         del sys.modules["recover"], sys.modules["settings"], sys.modules["jsonobj"]
         self.s = s
         wifi.ap_down()  # a fresh ESP8266 starts its own open "MicroPython-xxxx" AP
-        self.led = board.Led(s["led_pin"], s["led_active_low"])
-        self.button = board.Button(s["button_pin"], s["button_active_low"], self.on_short, self.on_long)
         self.safe = boots > _SAFE_AFTER
         if self.safe:
             print("safe mode: %d boots without reaching a stable state" % (boots - 1))
-            self.led.safe = True
+            board.safe = True
             # no pairing window back to the network that crashed (it would come back here,
             # and each AP start writes flash on the ESP8266); in RAM only, never saved
             self.window = s["pair_window"]
             s["pair_window"] = 0
         self.mode = PAIR if self.safe or not s["ssid"] or asked == _PAIR_REQUEST else JOIN
         self.pressed = False  # a short press while pairing, not yet taken
+        self.feed = hw.watchdog(max(2, s["watchdog"]) * 1000)  # fed every second by the board's beat
+        self.up = 0  # seconds since boot
         self.join_attempts = 0
         self.link = None
         self.cloud_up = False
@@ -80,14 +80,12 @@ class App:
 
     def leave_safe(self):
         print("safe mode: left")  # after the line that says why (a press, a join)
-        self.safe = self.led.safe = False
+        self.safe = board.safe = False
         self.s["pair_window"] = self.window  # before anything saves the settings
         hw.stable()
 
     async def run(self):
-        asyncio.create_task(self.led.run())
-        asyncio.create_task(self.button.run())
-        asyncio.create_task(_feed(hw.watchdog(max(2, self.s["watchdog"]) * 1000)))
+        asyncio.create_task(board.run(self.s, self.on_short, self.on_long, self.each_second))
         errors = 0
         while True:
             print("mode:", self.mode)
@@ -107,6 +105,15 @@ class App:
 
         return await mode.run(self)
 
+    def each_second(self):
+        # from the board's beat: an event loop that stops running stops the feeding. The
+        # longest legitimate stall (a DNS lookup that lwIP gives up on, a TLS handshake on
+        # the ESP8266) is well inside the watchdog's limit.
+        self.feed()
+        self.up += 1
+        if self.up == _STABLE_S:
+            hw.stable()
+
     def take_press(self):
         # the pairing server asks this every 200 ms while it serves: a stable state
         hw.stable()
@@ -115,7 +122,7 @@ class App:
 
     async def connect(self, ssid, password):
         """Join a network with the joining pattern showing; the outcome (wifi.*)."""
-        self.led.show("joining")
+        board.show("joining")
         result = await wifi.join(ssid, password, self.s["join_timeout"])
         print("wifi:", result)
         if self.safe and result == wifi.CONNECTED:
@@ -128,7 +135,7 @@ class App:
         if result == wifi.CONNECTED:
             self.join_attempts = 0
             return ONLINE
-        self.led.show("failed")
+        board.show("failed")
         wait = _JOIN_BACKOFF_S[min(self.join_attempts, len(_JOIN_BACKOFF_S) - 1)]
         self.join_attempts += 1
         await asyncio.sleep(wait)
@@ -153,12 +160,12 @@ class App:
 
     def on_cloud(self, up):
         self.cloud_up = up
-        self.led.show(("on" if self.plug else "off") if up else "offline")
+        board.show(("on" if self.plug else "off") if up else "offline")
 
     def set_plug(self, x):
         self.plug = x
         if self.cloud_up:
-            self.led.show("on" if x else "off")
+            board.show("on" if x else "off")
 
     def reboot_soon(self):
         hw.stable()  # asked for, not a crash
@@ -168,18 +175,6 @@ class App:
 async def _reboot(ms):
     await asyncio.sleep_ms(ms)
     hw.reset()
-
-
-async def _feed(feed):
-    # the longest legitimate stall (a DNS lookup that lwIP gives up on, a TLS handshake
-    # on the ESP8266) is well inside the watchdog's limit
-    up = 0
-    while True:
-        feed()
-        await asyncio.sleep_ms(1000)
-        up += 1
-        if up == _STABLE_S:
-            hw.stable()
 
 
 def _crashed(loop, context):

@@ -5,19 +5,11 @@ from micropython import const
 MAX_HEAD = const(1024)  # request line + headers; phones send ~250 bytes, browsers ~500
 MAX_BODY = const(512)  # POST /ap bodies are ~100 bytes, a portal form ~200
 
-REASONS = {
-    200: "OK",
-    204: "No Content",
-    302: "Found",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
+# the statuses this server sends and their reason phrases, as one string: a dict would
+# keep a table and its entries in the heap
+_REASONS = ("\n200 OK\n204 No Content\n302 Found\n400 Bad Request\n404 Not Found\n405 Method Not Allowed"
+            "\n408 Request Timeout\n409 Conflict\n413 Payload Too Large\n431 Request Header Fields Too Large"
+            "\n503 Service Unavailable\n")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -140,11 +132,17 @@ def digits(text):
     return True
 
 
+def reason(status):
+    """The reason phrase of a status this server sends (ValueError for another)."""
+    start = _REASONS.index("\n%d " % status) + 5
+    return _REASONS[start:_REASONS.index("\n", start)]
+
+
 def head(status, length=None, keep_alive=True, content_type=JSON, headers=""):
     """A response head; `length` None: the body ends when the connection closes."""
     return ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: %s\r\n%s\r\n" % (
         status,
-        REASONS[status],
+        reason(status),
         content_type,
         headers,
         "keep-alive" if keep_alive and length is not None else "close",

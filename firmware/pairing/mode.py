@@ -10,15 +10,19 @@
 # accepted, a press asks for touch mode, or the window closes. (One module, not two:
 # each module costs the heap its own dictionary and tables.)
 import asyncio
-import select
 import socket
+import sys
 
 from micropython import const
 
+import board
 import hw
 import wifi
-from pairing import dns, handlers, portal
-from pairing.server import CLOSED, SWITCH, Server, readable
+from pairing.server import CLOSED, SWITCH
+
+# AP mode's modules (and the JSON parser a POST /ap brought): imported by _ap_mode, and
+# out of the heap again before a join and a save (the pairing world's other peak)
+_SERVING = ("pairing.server", "pairing.handlers", "pairing.portal", "pairing.http", "pairing.dns", "jsonobj")
 
 _FAILED_SHOW_MS = const(10000)  # the failed pattern after a failed attempt, then fast blink
 _DNS_PORT = const(53)
@@ -36,6 +40,7 @@ async def run(app):
             got = await touch.run(app, commit)
         else:
             got = await _ap_mode(app, notice)
+            _unload(_SERVING)
         if got == SWITCH:
             in_touch = not in_touch
             continue
@@ -67,25 +72,35 @@ async def commit(app, pairing, reset=True):
     return None
 
 
+def _unload(names):
+    # a module is held by sys.modules, and a submodule by its package's attribute too
+    for name in names:
+        sys.modules.pop(name, None)
+        package, _, attr = name.rpartition(".")
+        if package and hasattr(sys.modules[package], attr):
+            delattr(sys.modules[package], attr)
+
+
 # AP mode
 
 
 async def _ap_mode(app, notice):
     """AP mode: the accepted POST /ap (a dict), SWITCH or CLOSED."""
+    from pairing import handlers, portal
+    from pairing.server import Server
+
     s = app.s
     networks = _scan()  # before the AP is up: on the ESP8266 a scan takes its channel away
     ssid = portal.ap_ssid(s)
     _ap_up(ssid, s["ap_password"], s["ap_ip"])
     print("ap: up", ssid, s["ap_ip"])
     server = Server(handlers.Context(s, hw.url_host(s["ap_ip"], s["http_port"]), networks, notice))
-    dns_task = asyncio.create_task(_dns(s["ap_ip"]))
     led_task = asyncio.create_task(_show_failed(app, notice))
     try:
-        await server.start(*hw.listen_addr(s["http_port"]))
+        await server.start(*hw.listen_addr(s["http_port"]), _dns(s["ap_ip"]))
         # a window only when there is a network to go back to
         return await server.until_paired(app, s["pair_window"] * 1000 if s["ssid"] else 0)
     finally:
-        dns_task.cancel()
         led_task.cancel()
         await server.stop()
         wifi.ap_down()
@@ -94,9 +109,9 @@ async def _ap_mode(app, notice):
 
 async def _show_failed(app, notice):
     if notice:  # the last attempt failed: say so for a while
-        app.led.show("failed")
+        board.show("failed")
         await asyncio.sleep_ms(_FAILED_SHOW_MS)
-    app.led.show("pairing")
+    board.show("pairing")
 
 
 def _ap_up(ssid, password, ip):
@@ -132,25 +147,16 @@ def _scan():
     return networks[:_NETWORKS]
 
 
-async def _dns(ip):
+def _dns(ip):
+    """The captive portal's DNS for the server's loop: a socket on UDP 53 and what
+    answers a query there (every name is ip)."""
+    from pairing import dns
+
     address = bytes(int(part) for part in ip.split("."))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.bind(socket.getaddrinfo(*hw.listen_addr(_DNS_PORT))[0][-1])
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        while True:
-            while readable(poller):
-                try:
-                    query, peer = sock.recvfrom(512)
-                    reply = dns.answer(query, address)
-                    if reply:
-                        sock.sendto(reply, peer)
-                    # not kept in this frame until the next query (~0.2 KB)
-                    query = peer = reply = None
-                except OSError:
-                    pass  # a phone that left; the next query is another
-            # a phone asks A and AAAA at once, and the ESP8266 keeps one datagram: poll often
-            await asyncio.sleep_ms(10)
-    finally:
+    except OSError:
         sock.close()
+        raise
+    return sock, lambda query: dns.answer(query, address)

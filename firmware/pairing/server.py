@@ -40,18 +40,24 @@ class Server:
         self.ctx = ctx
         self.conns = []  # [task, deadline or None once cancelled, last served] per connection
         self.listener = None
+        self.loop = None  # the task of _accept()
+        self.datagrams = None
         # one streamed page at a time: each holds a buffer and a file. A flag polled by
         # the waiters, not an asyncio.Lock: that would load asyncio's lock module (~0.3 KB)
         self.paging = False
 
-    async def start(self, host, port):
+    async def start(self, host, port, datagrams=None):
+        """Listen on (host, port). datagrams: (a bound UDP socket, a function from a
+        datagram to its reply or None), served by the same loop (the captive portal's
+        DNS): a task and a poller fewer in the heap."""
+        self.datagrams = datagrams  # first: stop() closes it whatever fails next
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(socket.getaddrinfo(host, port)[0][-1])
         sock.listen(_BACKLOG)
         sock.setblocking(False)
         self.listener = sock
-        asyncio.create_task(self._accept())
+        self.loop = asyncio.create_task(self._accept())
 
     async def until_paired(self, app, window_ms=0):
         """The accepted POST /ap (a dict), SWITCH on a press, or CLOSED when window_ms
@@ -70,11 +76,16 @@ class Server:
         listener, self.listener = self.listener, None
         if listener:
             listener.close()  # and with it what waited in its backlog
+        if self.datagrams:
+            self.datagrams[0].close()
+        if self.loop:
+            self.loop.cancel()
         for conn in self.conns:
             conn[0].cancel()
-        # let them close their sockets while the interface is still up
+        # let them end, the connections closing their sockets while the interface is still
+        # up: a task not yet ended holds this module and what it served in the heap
         for _ in range(50):
-            if not self.conns:
+            if not self.conns and (self.loop is None or self.loop.done()):
                 break
             await asyncio.sleep_ms(10)
 
@@ -83,21 +94,18 @@ class Server:
         # arrives and gives each connection a task at once (extmod/asyncio/stream.py,
         # Server._serve). One loop also keeps every connection's deadline: a
         # wait_for() around each read would allocate a task per read.
+        listener, datagrams = self.listener, self.datagrams
         poller = select.poll()
-        poller.register(self.listener, select.POLLIN)
+        poller.register(listener, select.POLLIN)
+        if datagrams:
+            poller.register(datagrams[0], select.POLLIN)
         reaped = time.ticks_ms()
         while self.listener:
-            while readable(poller) and self._room():
-                try:
-                    sock, _ = self.listener.accept()
-                except OSError:
-                    break  # it gave up while waiting
-                sock.setblocking(False)
-                now = time.ticks_ms()
-                # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-                conn = [None, time.ticks_add(now, REQUEST_MS), now]
-                conn[0] = asyncio.create_task(self._serve(sock, conn))
-                self.conns.append(conn)
+            for sock, _ in poller.ipoll(0):
+                if sock is listener:
+                    self._take(listener)
+                elif datagrams:
+                    _answer(sock, datagrams[1])
             now = time.ticks_ms()
             if time.ticks_diff(now, reaped) >= _REAP_MS:
                 reaped = now
@@ -106,6 +114,20 @@ class Server:
                         conn[1] = None
                         conn[0].cancel()
             await asyncio.sleep_ms(_POLL_MS)
+
+    def _take(self, listener):
+        # what waits in the backlog is taken only into a free slot
+        while self._room():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return  # none waiting (or it gave up while waiting)
+            sock.setblocking(False)
+            now = time.ticks_ms()
+            # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
+            conn = [None, time.ticks_add(now, REQUEST_MS), now]
+            conn[0] = asyncio.create_task(self._serve(sock, conn))
+            self.conns.append(conn)
 
     def _room(self):
         """A slot for the next connection: a free one, or one made by closing the
@@ -186,6 +208,17 @@ class Server:
     def _drop(self, conn):
         if conn in self.conns:
             self.conns.remove(conn)
+
+
+def _answer(sock, answer):
+    # one datagram, and answer(datagram)'s reply to it if any
+    try:
+        query, peer = sock.recvfrom(512)
+        reply = answer(query)
+        if reply:
+            sock.sendto(reply, peer)
+    except OSError:
+        pass  # a phone that left; the next query is another
 
 
 def readable(poller):

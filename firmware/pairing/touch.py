@@ -11,6 +11,7 @@ import time
 
 from micropython import const
 
+import board
 import hw
 import wifi
 from pairing import handlers
@@ -32,11 +33,11 @@ async def run(app, commit):
     # the receiver hears only the LAN of the saved network
     if not (s["ssid"] and await app.connect(s["ssid"], s["password"]) == wifi.CONNECTED):
         print("touch: unavailable (no network to listen on)")
-        app.led.show("failed")  # the press was heard; this device cannot do it here
+        board.show("failed")  # the press was heard; this device cannot do it here
         await asyncio.sleep_ms(2000)
         return "touch mode needs the device on a network first"
     print("touch: listening on the LAN")
-    app.led.show("touch")
+    board.show("touch")
     got = await _listen(app)
     if not isinstance(got, tuple):
         return got
@@ -51,7 +52,7 @@ async def run(app, commit):
     try:
         await server.start(*hw.listen_addr(s["http_port"]))
         print("touch: http on", hw.sta().ifconfig()[0])
-        app.led.show("pairing")
+        board.show("pairing")
         got = await server.until_paired(app, _EXCHANGE_MS)  # the phone starts it on the first ack
     finally:
         await server.stop()

@@ -1,6 +1,6 @@
 # pairing/http.py: the sans-IO HTTP/1.1 parser and the response bytes.
 # Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
-from pairing.http import CONTINUE, MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, form, head, response
+from pairing.http import CONTINUE, MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, form, head, reason, response
 
 from check import raises
 
@@ -208,6 +208,16 @@ def test_response_connection_close():
         b"\r\n"
         b'{"error":400,"reason":"bad json"}'
     )
+
+
+def test_reason_phrases():
+    # the statuses the server sends, each with its RFC 9110 phrase; any other is refused
+    assert [reason(n) for n in (200, 204, 302, 400, 404, 405)] == [
+        "OK", "No Content", "Found", "Bad Request", "Not Found", "Method Not Allowed"]
+    assert [reason(n) for n in (408, 409, 413, 431, 503)] == [
+        "Request Timeout", "Conflict", "Payload Too Large", "Request Header Fields Too Large", "Service Unavailable"]
+    for n in (0, 20, 500, 4000, 2000):
+        raises(ValueError, reason, n)
 
 
 def test_error_body_exact_bytes():

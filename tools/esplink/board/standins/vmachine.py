@@ -16,6 +16,10 @@ def unique_id():
 
 
 def reset():
+    if vboard.CONFIG["heap_probe"]:
+        # the whole boot's peak: a world's peak can come after the last look the host took
+        vboard.sample_heap()
+        print("heap: peak %d of this boot" % (vboard.heap_peak - vboard.heap_base))
     print("board: reset")
     vboard.exit(RESET_EXIT)
 
