@@ -1,7 +1,7 @@
-# The mode state machine. A boot lives in one of two worlds: pairing (the AP and its
-# HTTP server) or the network (join, then the cloud link). Crossing between them
-# is a reset, so the heap never holds both worlds' code and never fragments
-# between them.
+# The boot and its two worlds. A boot lives in one of them: pairing (pairing/mode.py:
+# the AP and its HTTP server, or touch mode) or the network (online.py: join, then the
+# cloud link). Crossing between them is a reset, so the heap never holds both worlds'
+# code and never fragments between them.
 import asyncio
 import gc
 import os
@@ -13,12 +13,7 @@ import board
 import hw
 import wifi
 
-PAIR = "pair"
-JOIN = "join"
-ONLINE = "online"
-
 _PAIR_REQUEST = b"pair"  # RTC memory: the next boot starts pairing
-_JOIN_BACKOFF_S = (10, 30, 60)  # each connect() writes flash on the ESP8266
 # Safe mode (ESPHome's idea, for a board nobody reaches with a cable): after this many
 # boots in a row that crashed or reset before a stable state, the next one pairs (the
 # cloud link off, the LED's "safe" pattern, no pairing window) until a press, a pairing
@@ -49,21 +44,17 @@ class App:
             # and each AP start writes flash on the ESP8266); in RAM only, never saved
             self.window = s["pair_window"]
             s["pair_window"] = 0
-        self.mode = PAIR if self.safe or not s["ssid"] or asked == _PAIR_REQUEST else JOIN
+        self.pairing = self.safe or not s["ssid"] or asked == _PAIR_REQUEST  # which world
         self.pressed = False  # a short press while pairing, not yet taken
         self.feed = hw.watchdog(max(2, s["watchdog"]) * 1000)  # fed every second by the board's beat
         self.up = 0  # seconds since boot
-        self.join_attempts = 0
-        self.link = None
-        self.cloud_up = False
-        self.plug = 1  # online, the LED shows the plug: on at boot, so steady on = just came online
 
     def on_short(self):
         print("button: short press")
         if self.safe:
             self.leave_safe()
             hw.reset()  # a normal boot tries the network again
-        elif self.mode == PAIR:
+        elif self.pairing:
             self.pressed = True  # AP mode <-> touch mode: the pairing world takes it
         else:
             hw.reset(_PAIR_REQUEST)
@@ -88,22 +79,17 @@ class App:
         asyncio.create_task(board.run(self.s, self.on_short, self.on_long, self.each_second))
         errors = 0
         while True:
-            print("mode:", self.mode)
             gc.collect()
             try:
-                # no dict of modes: it would be kept for the whole boot
-                mode = self.mode
-                self.mode = await (self.pair() if mode == PAIR else self.join() if mode == JOIN else self.online())
-                errors = 0
+                if self.pairing:
+                    from pairing import mode as world
+                else:
+                    import online as world
+                await world.run(self)  # it ends in a reset: back here only by an exception
             except Exception as e:  # MemoryError above all: free what we can, try again
                 print("error:", repr(e))
                 errors = min(errors + 1, 6)
                 await asyncio.sleep(1 << errors)  # 2 s .. 64 s: ap_up()/connect() write flash
-
-    async def pair(self):
-        from pairing import mode  # the pairing world: never resident online
-
-        return await mode.run(self)
 
     def each_second(self):
         # from the board's beat: an event loop that stops running stops the feeding. The
@@ -128,53 +114,6 @@ class App:
         if self.safe and result == wifi.CONNECTED:
             self.leave_safe()  # a pairing joined: it saves next, then a normal boot
         return result
-
-    async def join(self):
-        s = self.s
-        result = await self.connect(s["ssid"], s["password"])
-        if result == wifi.CONNECTED:
-            self.join_attempts = 0
-            return ONLINE
-        board.show("failed")
-        wait = _JOIN_BACKOFF_S[min(self.join_attempts, len(_JOIN_BACKOFF_S) - 1)]
-        self.join_attempts += 1
-        await asyncio.sleep(wait)
-        return JOIN
-
-    async def online(self):
-        from espcloud.link import Link  # resident only in the network world
-
-        if self.link is None:
-            self.link = Link(self.s, self)
-        self.on_cloud(False)
-        task = asyncio.create_task(self.link.run())
-        try:
-            while wifi.connected():
-                await asyncio.sleep(1)
-        finally:
-            task.cancel()
-        print("wifi: lost")
-        return JOIN
-
-    # what the cloud link and its actions see of the device
-
-    def on_cloud(self, up):
-        self.cloud_up = up
-        board.show(("on" if self.plug else "off") if up else "offline")
-
-    def set_plug(self, x):
-        self.plug = x
-        if self.cloud_up:
-            board.show("on" if x else "off")
-
-    def reboot_soon(self):
-        hw.stable()  # asked for, not a crash
-        asyncio.create_task(_reboot(1000))  # after the reply has gone
-
-
-async def _reboot(ms):
-    await asyncio.sleep_ms(ms)
-    hw.reset()
 
 
 def _crashed(loop, context):

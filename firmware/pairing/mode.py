@@ -20,9 +20,9 @@ import hw
 import wifi
 from pairing.server import CLOSED, SWITCH
 
-# AP mode's modules (and the JSON parser a POST /ap brought): imported by _ap_mode, and
-# out of the heap again before a join and a save (the pairing world's other peak)
-_SERVING = ("pairing.server", "pairing.handlers", "pairing.portal", "pairing.http", "pairing.dns", "jsonobj")
+# AP mode's modules: imported by _ap_mode, and out of the heap again before a join and a
+# save (the pairing world's other peak)
+_SERVING = ("pairing.server", "pairing.handlers", "pairing.portal", "pairing.http", "pairing.dns")
 
 _FAILED_SHOW_MS = const(10000)  # the failed pattern after a failed attempt, then fast blink
 _DNS_PORT = const(53)
@@ -30,6 +30,7 @@ _NETWORKS = const(12)  # the portal lists at most this many
 
 
 async def run(app):
+    print("mode: pair")
     wifi.leave()
     notice = None  # the last attempt's outcome: the LED's failed pattern, the portal's notice
     in_touch = False

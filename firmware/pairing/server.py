@@ -27,7 +27,9 @@ _BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
 _POLL_MS = const(20)  # the accept loop's period, as the button's
 _REAP_MS = const(500)
 _READ = const(128)
-_CHUNK = const(1460)  # a streamed page goes out in writes of about a TCP segment
+# a streamed page goes out in writes of this size (with TCP_NODELAY: no write waits
+# for the ACK of the one before); the buffer is heap while a page streams
+_CHUNK = const(512)
 _SWALLOW = const(512)
 SWITCH = "switch"  # until_paired(): a press asked for the other pairing mode
 CLOSED = "closed"  # until_paired(): the window closed
@@ -123,6 +125,7 @@ class Server:
             except OSError:
                 return  # none waiting (or it gave up while waiting)
             sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             now = time.ticks_ms()
             # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
             conn = [None, time.ticks_add(now, REQUEST_MS), now]
@@ -169,6 +172,10 @@ class Server:
                     continue
                 continued = False
                 reply = handlers.handle(req, self.ctx)
+                if req.method == "POST":
+                    # the JSON parser a POST /ap brought in: out of the heap until the next
+                    # one (it would stay there through the join and the save)
+                    sys.modules.pop("jsonobj", None)
                 if isinstance(reply.body, bytes):
                     keep = await _send(sock, req, reply)
                 else:

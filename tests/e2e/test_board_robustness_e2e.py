@@ -113,13 +113,13 @@ CRASH_ONLINE = """\
 import os
 try:
     os.stat("crash")
-    import app
+    import online
     import vboard
 
-    async def _online(self):
+    async def _online(s):
         vboard.crash("injected (the network world)")
 
-    app.App.online = _online
+    online._online = _online
 except OSError:
     pass
 """

@@ -11,6 +11,12 @@ from socket import getaddrinfo as _getaddrinfo
 from socket import socket as _socket
 
 _ESP8266 = vboard.CHIP == "esp8266"
+# Both chips' socket modules have TCP_NODELAY (extmod/modlwip.c:1859-1860, lwIP's own
+# flag value; ports/esp32/modsocket.c:1004,1012); the unix port's has not. Here: the
+# values this machine's kernel takes, so setsockopt() reaches the VM's socket as it
+# reaches lwIP on a chip.
+IPPROTO_TCP = 6
+TCP_NODELAY = 1
 # A DNS miss: lwIP's callback status on the ESP8266 (extmod/modlwip.c:1747), EAI_FAIL
 # from lwip_getaddrinfo on the ESP32 (ports/esp32/modsocket.c:253-255).
 _MISS = -2 if _ESP8266 else -202
