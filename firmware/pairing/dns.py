@@ -9,8 +9,8 @@ _HEADER = const(12)
 _A = const(1)
 _IN = const(1)
 _TTL = const(60)  # seconds: nothing should outlive the pairing AP for long
-FORMERR = const(1)
-NOTIMP = const(4)
+_FORMERR = const(1)
+_NOTIMP = const(4)
 
 
 def answer(query, ip):
@@ -19,10 +19,10 @@ def answer(query, ip):
     if len(query) < _HEADER or query[2] & 0x80:
         return None
     if query[2] & 0x78:  # an opcode other than QUERY
-        return _header(query, NOTIMP, 0, 0)
+        return _header(query, _NOTIMP, 0, 0)
     end = _question_end(query)
     if end < 0 or query[4] != 0 or query[5] != 1:
-        return _header(query, FORMERR, 0, 0)
+        return _header(query, _FORMERR, 0, 0)
     question = query[_HEADER:end]
     if query[end - 4] == 0 and query[end - 3] == _A and query[end - 2] == 0 and query[end - 1] == _IN:
         # the answer names the question by a pointer to offset 12 (0xC00C)

@@ -20,8 +20,8 @@ from micropython import const
 
 from pairing import handlers, http
 
-MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; each holds up to 1 KB of head
-REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
+_MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; each holds up to 1 KB of head
+_REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
 _QUIET_MS = const(1000)  # a connection this long without a served request may be closed for a newcomer
 _BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
 _POLL_MS = const(20)  # the accept loop's period, as the button's
@@ -128,7 +128,7 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             now = time.ticks_ms()
             # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-            conn = [None, time.ticks_add(now, REQUEST_MS), now]
+            conn = [None, time.ticks_add(now, _REQUEST_MS), now]
             conn[0] = asyncio.create_task(self._serve(sock, conn))
             self.conns.append(conn)
 
@@ -136,7 +136,7 @@ class Server:
         """A slot for the next connection: a free one, or one made by closing the
         least recently served connection that has been quiet for _QUIET_MS. Made
         room shows as free on a later poll, once the closed one has let go."""
-        if len(self.conns) < MAX_CONNECTIONS:
+        if len(self.conns) < _MAX_CONNECTIONS:
             return True
         now = time.ticks_ms()
         oldest = None
@@ -191,7 +191,7 @@ class Server:
                 if not keep:
                     break
                 now = time.ticks_ms()
-                conn[1], conn[2] = time.ticks_add(now, REQUEST_MS), now
+                conn[1], conn[2] = time.ticks_add(now, _REQUEST_MS), now
         except http.HTTPError as e:
             self._drop(conn)  # its slot is free at once
             await _refuse(sock, e.status, e.reason)
