@@ -1,4 +1,7 @@
-# What the pairing server answers, as pure functions: a Request in, a Reply out.
+# What the pairing server answers, as pure functions: a Request in, a reply out: a
+# tuple (status, body, content type, extra header lines), the body bytes or, for a page
+# streamed from flash, an iterator of chunks (a tuple, not an object: its class would
+# sit in the heap).
 # The seed's exchange (GET /device, POST /ap with JSON) for apps, byte for byte; the
 # captive portal (a page at /, redirects for the phones' connectivity probes) for a
 # person with a browser.
@@ -11,18 +14,6 @@ OK = b'{"error":0}'
 # a tuple would keep a tuple and a string object per path in the heap.
 _PROBES = (" /generate_204 /gen_204 /hotspot-detect.html /library/test/success.html"
            " /connecttest.txt /ncsi.txt /redirect /canonical.html /success.txt ")
-
-
-class Reply:
-    """status, body (bytes, or an iterator of chunks for a page streamed from flash),
-    content type, extra header lines, and the validated POST /ap (pairing) if any."""
-
-    def __init__(self, status, body, content_type=http.JSON, headers="", pairing=None):
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = headers
-        self.pairing = pairing
 
 
 class Context:
@@ -43,7 +34,7 @@ def handle(req, ctx):
     if path == "/device":
         if req.method not in ("GET", "HEAD"):
             return _not_allowed("GET, HEAD")
-        return Reply(200, device_body(ctx.s))
+        return 200, device_body(ctx.s), http.JSON, ""
     if path == "/ap":
         if req.method != "POST":
             return _not_allowed("POST")
@@ -51,7 +42,7 @@ def handle(req, ctx):
     where = ctx.portal
     if where and ((" %s " % path) in _PROBES or (req.host and req.host.split(":")[0] != where.split(":")[0])):
         # a phone asking for the internet, or any name the portal's DNS sent here
-        return Reply(302, b"", http.HTML, "Location: http://%s/\r\n" % where)
+        return 302, b"", http.HTML, "Location: http://%s/\r\n" % where
     if path == "/":
         if req.method not in ("GET", "HEAD"):
             return _not_allowed("GET, HEAD")
@@ -59,12 +50,12 @@ def handle(req, ctx):
             query = http.form(req.query)
         except ValueError:  # not ours (UnicodeError is one too): the page without prefills
             query = {}
-        return Reply(200, portal.page(ctx.s, ctx.networks, ctx.notice, query), HTML)
-    return Reply(404, error_body(404, "no such path"))
+        return 200, portal.page(ctx.s, ctx.networks, ctx.notice, query), HTML, ""
+    return 404, error_body(404, "no such path"), http.JSON, ""
 
 
 def _not_allowed(allow):
-    return Reply(405, error_body(405, "use " + allow.split(",")[0]), http.JSON, "Allow: %s\r\n" % allow)
+    return 405, error_body(405, "use " + allow.split(",")[0]), http.JSON, "Allow: %s\r\n" % allow
 
 
 def _post_ap(req, ctx):
@@ -79,14 +70,14 @@ def _post_ap(req, ctx):
         return _refused(req, 409, "already pairing")
     ctx.accepted = pairing
     if req.html:
-        return Reply(200, portal.joining(ctx.s, pairing["ssid"]), HTML, pairing=pairing)
-    return Reply(200, OK, pairing=pairing)
+        return 200, portal.joining(ctx.s, pairing["ssid"]), HTML, ""
+    return 200, OK, http.JSON, ""
 
 
 def _refused(req, status, reason):
     if req.html:
-        return Reply(status, portal.refused(reason), HTML)
-    return Reply(status, error_body(status, reason))
+        return status, portal.refused(reason), HTML, ""
+    return status, error_body(status, reason), http.JSON, ""
 
 
 def device_body(s):

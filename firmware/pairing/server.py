@@ -1,14 +1,17 @@
-# The pairing HTTP server: an asyncio driver around pairing.http and the handlers.
-# The heap is the limit, not the sockets: a connection costs heap only once accepted
-# (a task, a stream, a parser), so this server accepts only when it has a slot. A
-# connection it cannot take yet waits in the listen backlog, which lives in lwIP's
-# memory, not the 38 KB heap; beyond the backlog lwIP refuses the handshake itself
-# (extmod/modlwip.c:517-550, _lwip_tcp_accept answers ERR_BUF). A flood therefore
-# queues outside the heap instead of allocating inside it.
-# When all slots are taken, a connection quiet for a while (an idle keep-alive of a
-# browser, a client trickling a request) is closed to make room, the least recently
-# served first (ESP-IDF httpd's lru_purge_enable); a young one never is, so a burst
-# cannot evict a phone that has just connected.
+# The pairing HTTP server: one asyncio task around pairing.http and the handlers that
+# serves every connection (and the captive portal's DNS socket) in turn, every 20 ms
+# or at once while there is work. A connection is a short list (its socket, its
+# parser, its deadline, what is still to write), not a task, a coroutine frame and a
+# stream: the heap is the limit, not the sockets.
+#
+# This server accepts only when it has a slot. A connection it cannot take yet waits
+# in the listen backlog, which lives in lwIP's memory, not the 38 KB heap; beyond the
+# backlog lwIP refuses the handshake itself (extmod/modlwip.c:517-550, _lwip_tcp_accept
+# answers ERR_BUF). A flood therefore queues outside the heap instead of allocating
+# inside it. When all slots are taken, a connection quiet for a while (an idle
+# keep-alive of a browser, a client trickling a request) is closed to make room, the
+# least recently served first (ESP-IDF httpd's lru_purge_enable); a young one never
+# is, so a burst cannot evict a phone that has just connected.
 import asyncio
 import gc
 import select
@@ -21,18 +24,31 @@ from micropython import const
 from pairing import handlers, http
 
 _MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; each holds up to 1 KB of head
-_REQUEST_MS = const(10000)  # a whole request (or the next one) must arrive within this
+_REQUEST_MS = const(10000)  # a whole request (or the next one), or a reply's writing, within this
 _QUIET_MS = const(1000)  # a connection this long without a served request may be closed for a newcomer
 _BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
-_POLL_MS = const(20)  # the accept loop's period, as the button's
-_REAP_MS = const(500)
+_POLL_MS = const(20)  # the loop's period when nothing moves, as the button's
 _READ = const(128)
 # a streamed page goes out in writes of this size (with TCP_NODELAY: no write waits
 # for the ACK of the one before); the buffer is heap while a page streams
-_CHUNK = const(512)
-_SWALLOW = const(512)
+_CHUNK = const(256)
+_DRAIN_MS = const(400)  # after an error reply, what is in flight is read and dropped ...
+_DRAIN_QUIET_MS = const(50)  # ... until this long passes without any
 SWITCH = "switch"  # until_paired(): a press asked for the other pairing mode
 CLOSED = "closed"  # until_paired(): the window closed
+
+# a connection's list
+_SOCK = const(0)
+_PARSER = const(1)  # None once an error reply is due: the request stream is not trusted
+_DEADLINE = const(2)  # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
+_SERVED = const(3)  # when its last reply was made (or it was accepted): the LRU's order
+_OUT = const(4)  # a memoryview still to write, or None
+_PAGE = const(5)  # a streamed page's chunks still to come (and to close), or None
+_NEXT = const(6)  # once written: _KEEP, _CLOSE, or _DRAIN (an error reply)
+_CONTINUED = const(7)  # "100 Continue" sent for the request arriving
+_KEEP = const(0)
+_CLOSE = const(1)
+_DRAIN = const(2)
 
 
 class Server:
@@ -40,18 +56,16 @@ class Server:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.conns = []  # [task, deadline or None once cancelled, last served] per connection
+        self.conns = []
         self.listener = None
-        self.loop = None  # the task of _accept()
+        self.loop = None  # the task of _run()
         self.datagrams = None
-        # one streamed page at a time: each holds a buffer and a file. A flag polled by
-        # the waiters, not an asyncio.Lock: that would load asyncio's lock module (~0.3 KB)
-        self.paging = False
+        self.paging = None  # the connection streaming a page: one at a time (a buffer and a file each)
 
     async def start(self, host, port, datagrams=None):
         """Listen on (host, port). datagrams: (a bound UDP socket, a function from a
         datagram to its reply or None), served by the same loop (the captive portal's
-        DNS): a task and a poller fewer in the heap."""
+        DNS)."""
         self.datagrams = datagrams  # first: stop() closes it whatever fails next
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -59,7 +73,7 @@ class Server:
         sock.listen(_BACKLOG)
         sock.setblocking(False)
         self.listener = sock
-        self.loop = asyncio.create_task(self._accept())
+        self.loop = asyncio.create_task(self._run())
 
     async def until_paired(self, app, window_ms=0):
         """The accepted POST /ap (a dict), SWITCH on a press, or CLOSED when window_ms
@@ -80,42 +94,51 @@ class Server:
             listener.close()  # and with it what waited in its backlog
         if self.datagrams:
             self.datagrams[0].close()
+        while self.conns:
+            self._close(self.conns[-1])
         if self.loop:
+            # let it end: a task not yet ended holds this module and what it served in the heap
             self.loop.cancel()
-        for conn in self.conns:
-            conn[0].cancel()
-        # let them end, the connections closing their sockets while the interface is still
-        # up: a task not yet ended holds this module and what it served in the heap
-        for _ in range(50):
-            if not self.conns and (self.loop is None or self.loop.done()):
-                break
-            await asyncio.sleep_ms(10)
+            for _ in range(50):
+                if self.loop.done():
+                    break
+                await asyncio.sleep_ms(10)
 
-    async def _accept(self):
+    async def _run(self):
         # A polled loop rather than asyncio.start_server, which accepts whatever
         # arrives and gives each connection a task at once (extmod/asyncio/stream.py,
-        # Server._serve). One loop also keeps every connection's deadline: a
-        # wait_for() around each read would allocate a task per read.
+        # Server._serve). Sockets are non-blocking: a read or write that cannot move
+        # gives None, and the connection waits for the next pass.
         listener, datagrams = self.listener, self.datagrams
         poller = select.poll()
         poller.register(listener, select.POLLIN)
         if datagrams:
             poller.register(datagrams[0], select.POLLIN)
-        reaped = time.ticks_ms()
+        conns = self.conns
         while self.listener:
             for sock, _ in poller.ipoll(0):
                 if sock is listener:
                     self._take(listener)
                 elif datagrams:
                     _answer(sock, datagrams[1])
+            moved = False
             now = time.ticks_ms()
-            if time.ticks_diff(now, reaped) >= _REAP_MS:
-                reaped = now
-                for conn in self.conns:
-                    if conn[1] is not None and time.ticks_diff(conn[1], now) <= 0:
-                        conn[1] = None
-                        conn[0].cancel()
-            await asyncio.sleep_ms(_POLL_MS)
+            i = 0
+            while i < len(conns):  # in the order they came: the first POST /ap wins
+                conn = conns[i]
+                try:
+                    moved = self._step(conn, now) or moved
+                except MemoryError:
+                    # drop this connection without a reply (that would allocate): keep the device
+                    self._close(conn)
+                    conn = None
+                    gc.collect()
+                    print("http: out of memory")
+                except OSError:
+                    self._close(conn)  # the phone went away
+                if i < len(conns) and conns[i] is conn:
+                    i += 1  # else it closed, and the next one is at i now
+            await asyncio.sleep_ms(0 if moved else _POLL_MS)
 
     def _take(self, listener):
         # what waits in the backlog is taken only into a free slot
@@ -127,94 +150,146 @@ class Server:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             now = time.ticks_ms()
-            # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-            conn = [None, time.ticks_add(now, _REQUEST_MS), now]
-            conn[0] = asyncio.create_task(self._serve(sock, conn))
-            self.conns.append(conn)
+            self.conns.append([sock, http.Parser(), time.ticks_add(now, _REQUEST_MS), now, None, None, _KEEP, False])
 
     def _room(self):
         """A slot for the next connection: a free one, or one made by closing the
-        least recently served connection that has been quiet for _QUIET_MS. Made
-        room shows as free on a later poll, once the closed one has let go."""
+        least recently served connection that has been quiet for _QUIET_MS."""
         if len(self.conns) < _MAX_CONNECTIONS:
             return True
         now = time.ticks_ms()
         oldest = None
         for conn in self.conns:
-            if conn[1] is not None and time.ticks_diff(now, conn[2]) >= _QUIET_MS and (
-                    oldest is None or time.ticks_diff(conn[2], oldest[2]) < 0):
+            if time.ticks_diff(now, conn[_SERVED]) >= _QUIET_MS and (
+                    oldest is None or time.ticks_diff(conn[_SERVED], oldest[_SERVED]) < 0):
                 oldest = conn
         if oldest:
-            oldest[1] = oldest[2] = None  # its task sees the cancel and closes without a reply
-            oldest[0].cancel()
+            self._close(oldest)  # without a reply
+            return True
         return False
 
-    async def _serve(self, sock, conn):
-        parser = http.Parser()
-        continued = False
-        try:
-            while True:
-                req = parser.next_request()
-                if req is None:
-                    if parser.wants_continue and not continued:
-                        continued = True  # curl waits a second for this before it sends the body
-                        await _write(sock, http.CONTINUE)
-                    # read here, not in a coroutine of its own: a connection waits here
-                    # most of its life, and every waiting frame is heap
-                    await _Ready(sock)
-                    data = sock.read(_READ)
-                    if data is None:  # woken, but nothing to read after all
-                        continue
-                    if not data:
-                        break
-                    parser.feed(data)
-                    data = None  # the parser has a copy
-                    continue
-                continued = False
-                reply = handlers.handle(req, self.ctx)
-                if req.method == "POST":
-                    # the JSON parser a POST /ap brought in: out of the heap until the next
-                    # one (it would stay there through the join and the save)
-                    sys.modules.pop("jsonobj", None)
-                if isinstance(reply.body, bytes):
-                    keep = await _send(sock, req, reply)
-                else:
-                    while self.paging:
-                        await asyncio.sleep_ms(_POLL_MS)
-                    self.paging = True
-                    try:
-                        keep = await _send(sock, req, reply)
-                    finally:
-                        self.paging = False
-                # what is done with is not kept while the connection waits for its next request
-                req = reply = None
-                if not keep:
-                    break
-                now = time.ticks_ms()
-                conn[1], conn[2] = time.ticks_add(now, _REQUEST_MS), now
-        except http.HTTPError as e:
-            self._drop(conn)  # its slot is free at once
-            await _refuse(sock, e.status, e.reason)
-        except asyncio.CancelledError:
-            # the deadline passed (or the server stops, or room was made for a
-            # newcomer): a request cut short by its deadline gets a 408
-            if self.listener and parser.pending() and conn[2] is not None:
-                self._drop(conn)
-                await _refuse(sock, 408, "timeout")
-        except MemoryError:
-            # drop this connection without a reply (that would allocate): keep the device
-            parser = None
-            gc.collect()
-            print("http: out of memory")
-        except OSError:
-            pass  # the phone went away
-        finally:
-            self._drop(conn)
-            sock.close()
+    def _step(self, conn, now):
+        """What one connection can do now; True when something moved."""
+        if time.ticks_diff(now, conn[_DEADLINE]) >= 0:
+            if conn[_OUT] is None and conn[_PAGE] is None and conn[_PARSER] and conn[_PARSER].pending():
+                self._refuse(conn, 408, "timeout", now)  # a request cut short by its deadline
+            else:
+                self._close(conn)
+            return True
+        if conn[_OUT] is not None or conn[_PAGE] is not None:
+            return self._send(conn, now)
+        data = conn[_SOCK].read(_READ)
+        if data is None:  # nothing came
+            if conn[_PARSER] is None and time.ticks_diff(now, conn[_SERVED]) >= _DRAIN_QUIET_MS:
+                self._close(conn)  # the error reply has gone and nothing more is in flight
+            return False
+        if not data:
+            self._close(conn)
+            return True
+        if conn[_PARSER] is None:
+            conn[_SERVED] = now  # dropped: only the error reply's rest of the input
+        else:
+            conn[_PARSER].feed(data)
+            data = None  # the parser has a copy
+            self._serve(conn, now)
+        return True
 
-    def _drop(self, conn):
+    def _serve(self, conn, now):
+        """The reply to the next complete request, if one has arrived."""
+        parser = conn[_PARSER]
+        try:
+            req = parser.next_request()
+        except http.HTTPError as e:
+            self._refuse(conn, e.status, e.reason, now)
+            return
+        if req is None:
+            if parser.wants_continue and not conn[_CONTINUED]:
+                conn[_CONTINUED] = True  # curl waits a second for this before it sends the body
+                conn[_OUT] = memoryview(http.CONTINUE)
+            return
+        conn[_CONTINUED] = False
+        status, body, content_type, headers = handlers.handle(req, self.ctx)
+        if req.method == "POST":
+            # the JSON parser a POST /ap brought in: out of the heap until the next one
+            # (it would stay there through the join and the save)
+            sys.modules.pop("jsonobj", None)
+        streamed = not isinstance(body, bytes)  # a page from flash: its length is known at the end
+        keep = req.keep_alive and not streamed
+        out = http.head(status, None if streamed else len(body), keep, content_type, headers)
+        if req.method == "HEAD":
+            if streamed:
+                body.close()
+        elif streamed:
+            conn[_PAGE] = body
+        else:
+            out += body  # one segment: two would meet the client's delayed ACK
+        conn[_OUT] = memoryview(out)
+        conn[_NEXT] = _KEEP if keep else _CLOSE
+        conn[_DEADLINE] = time.ticks_add(now, _REQUEST_MS)
+        conn[_SERVED] = now
+
+    def _send(self, conn, now):
+        out = conn[_OUT]
+        if out is None:  # the page's next chunk, when it is this connection's turn
+            if self.paging is None:
+                self.paging = conn
+            elif self.paging is not conn:
+                return False
+            buf = bytearray()
+            for piece in conn[_PAGE]:
+                buf.extend(piece)
+                if len(buf) >= _CHUNK:
+                    break
+            else:
+                conn[_PAGE] = None  # it has ended: this is its last chunk
+                self.paging = None
+            out = memoryview(buf)
+        sent = conn[_SOCK].write(out) if len(out) else 0
+        if sent:
+            out = out[sent:]
+        if len(out):
+            conn[_OUT] = out
+            return bool(sent)
+        conn[_OUT] = None
+        if conn[_PAGE] is not None:
+            return True
+        # the reply has gone
+        after = conn[_NEXT]
+        if after == _CLOSE:
+            self._close(conn)
+        elif after == _DRAIN:
+            conn[_DEADLINE] = time.ticks_add(now, _DRAIN_MS)
+            conn[_SERVED] = now
+        else:
+            conn[_DEADLINE] = time.ticks_add(now, _REQUEST_MS)
+            self._serve(conn, now)  # a request that came in the same segments
+        return True
+
+    def _refuse(self, conn, status, reason, now):
+        # An error reply, then close. Closing with unread input makes the kernel send
+        # RST, which can destroy the reply before the phone reads it: what is in flight
+        # is read and dropped first (bounded: _DRAIN_MS).
+        conn[_PARSER] = None  # and with it what was buffered
+        if conn[_PAGE] is not None:
+            conn[_PAGE].close()
+            conn[_PAGE] = None
+        conn[_OUT] = memoryview(http.response(status, http.error_body(status, reason), False))
+        conn[_NEXT] = _DRAIN
+        conn[_DEADLINE] = time.ticks_add(now, _REQUEST_MS)
+
+    def _close(self, conn):
         if conn in self.conns:
             self.conns.remove(conn)
+        if self.paging is conn:
+            self.paging = None
+        if conn[_PAGE] is not None:
+            conn[_PAGE].close()  # the page's file, if the client left halfway
+            conn[_PAGE] = None
+        conn[_OUT] = conn[_PARSER] = None
+        try:
+            conn[_SOCK].close()
+        except OSError:
+            pass
 
 
 def _answer(sock, answer):
@@ -233,78 +308,3 @@ def readable(poller):
     for _ in poller.ipoll(0):
         return True
     return False
-
-
-# A socket's reads and writes as asyncio's Stream does them (extmod/asyncio/stream.py),
-# waiting on asyncio's own poller, but without asyncio.StreamReader: that loads asyncio's
-# stream module, ~0.9 KB of heap for its classes, more than the pairing world can spare.
-
-
-class _Ready:
-    """`await _Ready(sock)`: until sock is readable (writable with write=True)."""
-
-    def __init__(self, sock, write=False):
-        # queue the running task on the socket, as Stream does; asyncio.core's _io_queue
-        # is looked up each time because a new event loop replaces it
-        queue = sys.modules["asyncio.core"]._io_queue
-        if write:
-            queue.queue_write(sock)
-        else:
-            queue.queue_read(sock)
-
-    def __iter__(self):  # what MicroPython's await runs: sleep until the poller wakes the task
-        yield
-
-    __await__ = __iter__  # what a type checker looks for
-
-
-async def _write(sock, data):
-    """All of data, waiting for room as needed (and so yielding at least once, as
-    Stream.drain does: a loop of writes cannot starve the other tasks)."""
-    mv = memoryview(data)
-    off = 0
-    while off < len(mv):
-        await _Ready(sock, True)
-        sent = sock.write(mv[off:])
-        if sent:
-            off += sent
-
-
-async def _send(sock, req, reply):
-    """Write the reply; False when the connection ends with it."""
-    body = reply.body
-    streamed = not isinstance(body, bytes)  # a page from flash: its length is known at the end
-    keep = req.keep_alive and not streamed
-    head = http.head(reply.status, None if streamed else len(body), keep, reply.content_type, reply.headers)
-    try:
-        if req.method == "HEAD":
-            await _write(sock, head)
-        elif not streamed:
-            await _write(sock, head + body)  # one segment: two would meet the client's delayed ACK
-        else:
-            out = bytearray(head)
-            for chunk in body:
-                out.extend(chunk)
-                if len(out) >= _CHUNK:
-                    await _write(sock, out)
-                    out = bytearray()
-            await _write(sock, out)
-    finally:
-        if streamed:
-            body.close()  # the page's file, if the client left halfway
-    return keep
-
-
-async def _refuse(sock, status, reason):
-    # An error reply, then close. Closing with unread input makes the kernel send
-    # RST, which can destroy the reply before the phone reads it: swallow a little
-    # of what is in flight first (bounded: the slot is already free).
-    try:
-        await _write(sock, http.response(status, http.error_body(status, reason), False))
-        for _ in range(8):  # up to 4 KB, 400 ms
-            await asyncio.sleep_ms(50)
-            if not sock.read(_SWALLOW):  # None: nothing came meanwhile; b"": closed
-                break
-    except OSError:
-        pass
-    sock.close()

@@ -1,6 +1,7 @@
-# pairing/handlers.py: GET /device and POST /ap, request in, (status, body, pairing) out.
-# Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
+# pairing/handlers.py: GET /device and POST /ap, request in, (status, body, content type,
+# headers) out. Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
 import json
+from collections import namedtuple
 
 from pairing.handlers import OK, Context, handle
 from pairing.http import Parser, Request, error_body, response
@@ -15,8 +16,14 @@ PW = "s3cret-pw"
 TOKEN = "0123456789abcdefghijklmnopqrstuvwxyz0123"  # 40 of [0-9a-z]
 
 
+# a reply, and the pairing it gave (ctx.accepted after an accepted POST /ap, a retry too)
+Reply = namedtuple("Reply", ("status", "body", "content_type", "headers", "pairing"))
+
+
 def call(method, target, body=b"", host="10.10.7.1", ctx=None, html=False):
-    return handle(Request(method, target, host, body, True, html), ctx or Context(S, "10.10.7.1"))
+    ctx = ctx or Context(S, "10.10.7.1")
+    status, body, content_type, headers = handle(Request(method, target, host, body, True, html), ctx)
+    return Reply(status, body, content_type, headers, ctx.accepted if method == "POST" and status == 200 else None)
 
 
 def triple(reply):
@@ -70,8 +77,8 @@ def test_get_device_on_the_wire():
     p = Parser()
     p.feed(b"GET /device HTTP/1.1\r\nHost: 10.10.7.1\r\nConnection: Keep-Alive\r\n\r\n")
     req = p.next_request()
-    reply = handle(req, Context(S, "10.10.7.1"))
-    assert response(reply.status, reply.body, req.keep_alive) == (
+    status, body, _, _ = handle(req, Context(S, "10.10.7.1"))
+    assert response(status, body, req.keep_alive) == (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
         b"Content-Length: 109\r\n\r\n" + DEVICE
     )

@@ -68,12 +68,12 @@ def pairing_server(data):
     ctx = handlers.Context(settings.defaults(), "10.10.7.1", [("home", -50), ("caf\xe9 \U0001f3e0", -70)])
     statuses = []
     for req in http_stream(data)[0]:
-        reply = handlers.handle(req, ctx)
-        assert http.reason(reply.status), reply.status
-        body = reply.body
+        status, body, content_type, headers = handlers.handle(req, ctx)
+        assert http.reason(status), status
+        assert type(content_type) is str and type(headers) is str
         if type(body) is not bytes:
             body = b"".join(body)
-        statuses.append(reply.status)
+        statuses.append(status)
     return statuses
 
 

@@ -25,14 +25,23 @@ def reset():
 
 
 class Pin:
+    """A chip's pins are static objects: Pin(n, ...) configures and hands back the same
+    one every time (ports/esp8266/machine_pin.c:67,320-335; ports/esp32/machine_pin.c:
+    98-107,231), so it takes none of the firmware's heap. Here the wiring's pins are made
+    before the firmware runs."""
+
     IN = 0
     OUT = 1
     PULL_UP = 2
 
-    def __init__(self, n, mode=-1, pull=None):
-        self.n = n
-        self.mode = mode
-        self.level = 1 if pull == Pin.PULL_UP else 0
+    def __new__(cls, n, mode=-1, pull=None):
+        pin = _pins.get(n)
+        if pin is None:  # a pin outside the wiring: made now
+            pin = _pins[n] = object.__new__(cls)
+            pin.n = n
+        pin.mode = mode
+        pin.level = 1 if pull == Pin.PULL_UP else 0
+        return pin
 
     def value(self, v=None):
         if v is None:
@@ -44,6 +53,11 @@ class Pin:
         if self.n == vboard.CONFIG["led_pin"] and self.level != vboard.led_level:
             vboard.led_level = self.level
             vboard.led_changes += 1
+
+
+_pins = {}
+for _n in (vboard.CONFIG["button_pin"], vboard.CONFIG["led_pin"]):
+    Pin(_n)
 
 
 # The board's clock: both ports start it at 2000-01-01 00:00:00 (the ESP32's mbedTLS
