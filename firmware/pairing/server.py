@@ -1,6 +1,6 @@
 # The pairing HTTP server: one asyncio task around pairing.http and the handlers that
-# serves every connection (and the captive portal's DNS socket) in turn, every 20 ms
-# or at once while there is work. A connection is a short list (its socket, its
+# serves every connection (and the captive portal's DNS socket) in turn: at once while
+# there is work, every 20 ms otherwise. A connection is a short list (its socket, its
 # parser, its deadline, what is still to write), not a task, a coroutine frame and a
 # stream: the heap is the limit, not the sockets.
 #
@@ -27,8 +27,15 @@ _MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; eac
 _REQUEST_MS = const(10000)  # a whole request (or the next one), or a reply's writing, within this
 _QUIET_MS = const(1000)  # a connection this long without a served request may be closed for a newcomer
 _BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
-_POLL_MS = const(20)  # the loop's period when nothing moves, as the button's
+# the loop's period when nothing moved, as the button's: a request waits up to this long
+# to be read. Shorter costs heap under a flood (more requests in flight at once: +0.6 KB
+# at 5 ms) and CPU.
+_POLL_MS = const(20)
 _READ = const(128)
+# what all connections' unfinished requests may hold together: a whole head and a read
+# (one connection alone must reach MAX_HEAD to be told 431), a phone browser's ~700 B
+# head beside a phone app's; a client that holds it up is closed for another
+_BUFFERED = const(1152)  # http.MAX_HEAD + _READ
 # a streamed page goes out in writes of this size (with TCP_NODELAY: no write waits
 # for the ACK of the one before); the buffer is heap while a page streams
 _CHUNK = const(256)
@@ -178,6 +185,8 @@ class Server:
             return True
         if conn[_OUT] is not None or conn[_PAGE] is not None:
             return self._send(conn, now)
+        if conn[_PARSER] is not None and not self._may_read(conn, now):
+            return False
         data = conn[_SOCK].read(_READ)
         if data is None:  # nothing came
             if conn[_PARSER] is None and time.ticks_diff(now, conn[_SERVED]) >= _DRAIN_QUIET_MS:
@@ -192,7 +201,29 @@ class Server:
             conn[_PARSER].feed(data)
             data = None  # the parser has a copy
             self._serve(conn, now)
+            if conn[_OUT] is not None:
+                self._send(conn, now)  # at once: a reply waiting for the next pass is heap held
         return True
+
+    def _may_read(self, conn, now):
+        """Unfinished requests share _BUFFERED bytes of heap: a connection reads while
+        one more read fits, or once the connection holding the most of them, served
+        nothing for _QUIET_MS (a client trickling a head), is closed to make room."""
+        total = most = 0
+        hog = None
+        for other in self.conns:
+            parser = other[_PARSER]
+            if parser is not None:
+                held = len(parser.buf)
+                total += held
+                if other is not conn and held > most and time.ticks_diff(now, other[_SERVED]) >= _QUIET_MS:
+                    hog, most = other, held
+        if total + _READ <= _BUFFERED:
+            return True
+        if hog is None:
+            return False  # it waits (what it sent waits in lwIP's window, not in the heap)
+        self._close(hog)  # without a reply
+        return total - most + _READ <= _BUFFERED
 
     def _serve(self, conn, now):
         """The reply to the next complete request, if one has arrived."""
