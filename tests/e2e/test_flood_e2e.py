@@ -72,6 +72,16 @@ def assert_unharmed(board, before):
     assert kept_identity(board.flash) == before[1] and before[1][3] == KEY
 
 
+def assert_paired_unharmed(board, before, ident):
+    """The phone that paired met the identity the flood met, the board saved, and up to
+    the save (after it comes the designed reset, "board: reset") nothing went wrong."""
+    board.expect(r"^pairing: saved")
+    log = board.log().split("pairing: saved")[0]
+    assert "out of memory" not in log and "board: " not in log.split("\n", 1)[1]
+    assert json.loads(before[0]) == ident
+    assert kept_identity(board.flash) == before[1] and before[1][3] == KEY
+
+
 def test_bursts_of_simultaneous_connections(portal):
     before = identity(portal)
     for _ in range(BURSTS):
@@ -105,12 +115,7 @@ def test_connections_that_never_speak_do_not_lock_a_phone_out(portal):
     finally:
         for s in silent:
             s.close()
-    portal.expect(r"^pairing: saved")
-    # up to the save: after it comes the designed reset ("board: reset")
-    log = portal.log().split("pairing: saved")[0]
-    assert "out of memory" not in log and "board: " not in log.split("\n", 1)[1]
-    assert json.loads(before[0]) == ident  # the identity the flood met is the one that paired
-    assert kept_identity(portal.flash) == before[1] and before[1][3] == KEY
+    assert_paired_unharmed(portal, before, ident)
 
 
 def test_heads_that_never_end_share_a_budget_and_do_not_lock_a_phone_out(portal):
@@ -133,11 +138,7 @@ def test_heads_that_never_end_share_a_budget_and_do_not_lock_a_phone_out(portal)
     finally:
         for s in stuffers:
             s.close()
-    portal.expect(r"^pairing: saved")
-    log = portal.log().split("pairing: saved")[0]
-    assert "out of memory" not in log and "board: " not in log.split("\n", 1)[1]
-    assert json.loads(before[0]) == ident
-    assert kept_identity(portal.flash) == before[1] and before[1][3] == KEY
+    assert_paired_unharmed(portal, before, ident)
 
 
 CRASH_ONCE = """
