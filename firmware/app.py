@@ -85,7 +85,9 @@ class App:
                     from pairing import mode as world
                 else:
                     import online as world
-                await world.run(self)  # it ends in a reset: back here only by an exception
+                # the pairing world ends in a reset; the network world returns after each step
+                await world.run(self)
+                errors = 0
             except Exception as e:  # MemoryError above all: free what we can, try again
                 print("error:", repr(e))
                 errors = min(errors + 1, 6)

@@ -21,16 +21,16 @@ plug = 1  # on at every boot: steady on = just came online
 _cloud_up = False
 _join_attempts = 0
 _link = None  # one for the boot: it keeps its buffers across reconnections
-_mode = JOIN  # where the network world is: a run() that an error ended goes on from here
+_mode = JOIN  # the next step
 
 
 async def run(app):
-    """The network world, forever: join, then online until the network is lost."""
+    """One step of the network world (a join, or online until the network is lost); the
+    next step is kept here, so a step an error ended is taken again."""
     global _mode
-    while True:
-        print("mode:", _mode)
-        gc.collect()
-        _mode = await (_join(app) if _mode == JOIN else _online(app.s))
+    print("mode:", _mode)
+    gc.collect()
+    _mode = await (_join(app) if _mode == JOIN else _online(app.s))
 
 
 async def _join(app):
