@@ -1,7 +1,9 @@
-# What the pairing server answers, as pure functions: a Request in, a reply out: a
+# What the pairing server answers, as pure functions: a request in (http.request), a reply out: a
 # tuple (status, body, content type, extra header lines), the body bytes or, for a page
-# streamed from flash, an iterator of chunks (a tuple, not an object: its class would
-# sit in the heap).
+# streamed from flash, (a pairing.portal function, its arguments), which the server
+# calls for the page's chunks when it is that connection's turn to stream: a page's
+# generator (its frame and its file) is heap, and there is one at a time (a tuple, not
+# an object: its class would sit in the heap).
 # The seed's exchange (GET /device, POST /ap with JSON) for apps, byte for byte; the
 # captive portal (a page at /, redirects for the phones' connectivity probes) for a
 # person with a browser.
@@ -16,41 +18,30 @@ _PROBES = (" /generate_204 /gen_204 /hotspot-detect.html /library/test/success.h
            " /connecttest.txt /ncsi.txt /redirect /canonical.html /success.txt ")
 
 
-class Context:
-    """What the answers depend on besides the request: the settings, the portal's
-    host[:port] on the soft-AP (None on the LAN: no captive redirects there), the
-    scanned networks, the last attempt's outcome, and the POST /ap accepted so far."""
-
-    def __init__(self, s, portal=None, networks=(), notice=None):
-        self.s = s
-        self.portal = portal
-        self.networks = networks
-        self.notice = notice
-        self.accepted = None
-
-
 def handle(req, ctx):
-    path = req.path
+    """The reply to `req`; ctx is the server (pairing.server.Server), which holds what
+    the answers depend on besides the request, and the POST /ap accepted so far."""
+    method, path, query, host, body, _, html = req
     if path == "/device":
-        if req.method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD"):
             return _not_allowed("GET, HEAD")
         return 200, device_body(ctx.s), http.JSON, ""
     if path == "/ap":
-        if req.method != "POST":
+        if method != "POST":
             return _not_allowed("POST")
-        return _post_ap(req, ctx)
+        return _post_ap(body, html, ctx)
     where = ctx.portal
-    if where and ((" %s " % path) in _PROBES or (req.host and req.host.split(":")[0] != where.split(":")[0])):
+    if where and ((" %s " % path) in _PROBES or (host and host.split(":")[0] != where.split(":")[0])):
         # a phone asking for the internet, or any name the portal's DNS sent here
         return 302, b"", http.HTML, "Location: http://%s/\r\n" % where
     if path == "/":
-        if req.method not in ("GET", "HEAD"):
+        if method not in ("GET", "HEAD"):
             return _not_allowed("GET, HEAD")
         try:
-            query = http.form(req.query)
+            query = http.form(query)
         except ValueError:  # not ours (UnicodeError is one too): the page without prefills
             query = {}
-        return 200, portal.page(ctx.s, ctx.networks, ctx.notice, query), HTML, ""
+        return 200, (portal.page, (ctx.s, ctx.networks, ctx.notice, query)), HTML, ""
     return 404, error_body(404, "no such path"), http.JSON, ""
 
 
@@ -58,25 +49,25 @@ def _not_allowed(allow):
     return 405, error_body(405, "use " + allow.split(",")[0]), http.JSON, "Allow: %s\r\n" % allow
 
 
-def _post_ap(req, ctx):
+def _post_ap(body, html, ctx):
     # a browser (the portal's form) gets pages, an app the seed's JSON
     try:
-        pairing = parse_ap(req.body.strip())
+        pairing = parse_ap(body.strip())
     except ValueError as e:
-        return _refused(req, 400, e.args[0])
+        return _refused(html, 400, e.args[0])
     if ctx.accepted is not None and ctx.accepted != pairing:
         # two phones, or a second tap: the first valid POST /ap wins, and a retry of it
         # is answered as it was
-        return _refused(req, 409, "already pairing")
+        return _refused(html, 409, "already pairing")
     ctx.accepted = pairing
-    if req.html:
-        return 200, portal.joining(ctx.s, pairing["ssid"]), HTML, ""
+    if html:
+        return 200, (portal.joining, (ctx.s, pairing["ssid"])), HTML, ""
     return 200, OK, http.JSON, ""
 
 
-def _refused(req, status, reason):
-    if req.html:
-        return status, portal.refused(reason), HTML, ""
+def _refused(html, status, reason):
+    if html:
+        return status, (portal.refused, (reason,)), HTML, ""
     return status, error_body(status, reason), http.JSON, ""
 
 

@@ -3,123 +3,183 @@
 from micropython import const
 
 MAX_HEAD = const(1024)  # request line + headers; phones send ~250 bytes, browsers ~500
-MAX_BODY = const(512)  # POST /ap bodies are ~100 bytes, a portal form ~200
+# POST /ap bodies are ~100 bytes, a portal form ~200; the longest a phone could need
+# (a 63-byte password, a 253-character server name, a token) ~430
+MAX_BODY = const(448)
+# what one request may hold in the heap at once: its request line, its Host, the line of
+# a header it reads while that arrives, then its body. The rest of a head (the headers
+# nobody reads: a browser's User-Agent, padding) streams through, counted for MAX_HEAD
+# but never held: a head stuffed to MAX_HEAD costs no more heap than a short one.
+MAX_HELD = const(512)
+_NAME = const(32)  # a header line without ":" by then names none this server reads
+
+# the headers this server reads, each between spaces (one string: a tuple would keep a
+# string object per name in the heap)
+_READS = b" host content-length transfer-encoding expect accept connection "
+
+# a Parser's flags
+_KEEP_ALIVE = const(1)
+_EXPECT = const(2)  # "Expect: 100-continue"
+_HTML = const(4)  # Accept names text/html: a browser
+_SKIP = const(8)  # inside a header line nobody reads: dropped as it arrives
+_NO_COLON = const(16)  # ... which has shown no ":" yet
+_BODY = const(32)  # the head has ended
 
 # the statuses this server sends and their reason phrases, as one string: a dict would
 # keep a table and its entries in the heap
 _REASONS = ("\n200 OK\n204 No Content\n302 Found\n400 Bad Request\n404 Not Found\n405 Method Not Allowed"
-            "\n408 Request Timeout\n409 Conflict\n413 Payload Too Large\n431 Request Header Fields Too Large"
-            "\n503 Service Unavailable\n")
+            "\n408 Request Timeout\n409 Conflict\n413 Payload Too Large\n414 URI Too Long"
+            "\n431 Request Header Fields Too Large\n503 Service Unavailable\n")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 
 
-class HTTPError(Exception):
-    # The request stream cannot be trusted any more: answer `status` and close.
-    def __init__(self, status, reason):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class Request:
-    """One request: method, path, query (the part after "?", or ""), host (the Host
-    header, or ""), body (bytes), keep_alive, html (a browser: Accept names text/html)."""
-
-    def __init__(self, method, target, host, body, keep_alive, html=False):
-        self.method = method
-        path, _, self.query = target.partition("?")
-        self.path = path
-        self.host = host
-        self.body = body
-        self.keep_alive = keep_alive
-        self.html = html
+def request(method, target, host, body, keep_alive, html=False):
+    """A request as this server passes it on: (method, path, query (after "?", or ""),
+    host (the Host header, or ""), body (bytes), keep_alive, html (a browser: Accept
+    names text/html)). A tuple, not an object: a class would sit in the heap."""
+    path, _, query = target.partition("?")
+    return method, path, query, host, body, keep_alive, html
 
 
 class Parser:
-    """Feed bytes as they arrive; take complete requests with next_request()."""
+    """Feed bytes as they arrive; take complete requests with next_request(). The head
+    is read a line at a time, and only what MAX_HELD counts is kept."""
 
-    def __init__(self):
-        self.buf = b""
-        self.wants_continue = False  # the head asked "Expect: 100-continue" and the body is due
+    def __init__(self, rest=b""):
+        self.buf = rest  # what has come and is not taken: the line arriving, or the body
+        self.seen = 0  # the head's bytes taken so far
+        self.line = ""  # the request line, once it has come
+        self.host = ""
+        self.length = 0  # the body's
+        self.flags = 0
 
     def feed(self, data):
         self.buf += data
 
     def pending(self):
-        # a partial request is buffered (a timeout now deserves a 408)
-        return len(self.buf) > 0
+        # part of a request has come (a timeout now deserves a 408)
+        return len(self.buf) > 0 or self.seen > 0
+
+    def held(self):
+        """The bytes of the request being read that this parser holds."""
+        return len(self.buf) + len(self.line) + len(self.host)
+
+    def wants_continue(self):
+        # the head asked "Expect: 100-continue" and its body is due
+        return self.flags & (_BODY | _EXPECT) == _BODY | _EXPECT
 
     def next_request(self):
-        """The next complete Request, or None until more bytes arrive. Raises
-        HTTPError for a request that cannot be framed."""
-        buf = self.buf
-        end, sep = _head_end(buf)
+        """The next complete request (see request()), or None until more bytes arrive.
+        Raises ValueError(status, reason) for a request that cannot be framed: the
+        stream cannot be trusted any more, answer `status` and close (a ValueError, not
+        a class of its own: a class would sit in the heap)."""
+        while not self.flags & _BODY:
+            if not self._head_line():
+                return None
+        buf, n = self.buf, self.length
+        if len(buf) < n:
+            return None
+        method, target, _ = self.line.split(" ")
+        flags = self.flags
+        req = request(method, target, self.host, buf[:n], flags & _KEEP_ALIVE != 0, flags & _HTML != 0)
+        self.__init__(buf[n:])  # the next request's state, with what came of it
+        return req
+
+    def _head_line(self):
+        """Take the head's next line, True; False until it has all come."""
+        buf, flags = self.buf, self.flags
+        end = buf.find(b"\n")
         if end < 0:
-            if len(buf) > MAX_HEAD + 3:  # room for a terminator still arriving
-                raise HTTPError(431, "headers too large")
-            return None
-        if end > MAX_HEAD:
-            raise HTTPError(431, "headers too large")
-        method, target, host, keep_alive, length, expect, html = _parse_head(buf[:end])
-        if length > MAX_BODY:
-            raise HTTPError(413, "body too large")
-        start = end + sep
-        if len(buf) < start + length:
-            self.wants_continue = expect
-            return None
-        self.wants_continue = False
-        self.buf = buf[start + length:]
-        return Request(method, target, host, buf[start:start + length], keep_alive, html)
+            if self.seen + len(buf) > MAX_HEAD + 3:  # room for a terminator still arriving
+                raise ValueError(431, "headers too large")
+            if flags & _SKIP or (self.line and not _reads(buf)):
+                # a header nobody reads: counted and dropped as it comes, but for a CR,
+                # which may start its line's end
+                keep = 1 if buf[-1:] == b"\r" else 0
+                if b":" in buf:
+                    flags &= ~_NO_COLON
+                elif not flags & _SKIP:
+                    flags |= _NO_COLON
+                self.flags = flags | _SKIP
+                self.seen += len(buf) - keep
+                self.buf = buf[len(buf) - keep:]
+            else:
+                self._hold(len(buf))
+            return False
+        line, self.buf = buf[:end], buf[end + 1:]
+        self.seen += end + 1
+        if self.line and not flags & _SKIP and (not line or line == b"\r"):  # the blank line
+            if self.length > MAX_BODY or len(self.line) + len(self.host) + self.length > MAX_HELD:
+                raise ValueError(413, "body too large")
+            self.flags = flags | _BODY
+            return True
+        if self.seen - (2 if line[-1:] == b"\r" else 1) > MAX_HEAD:  # the head to this line's end
+            raise ValueError(431, "headers too large")
+        colon = line.find(b":")
+        if flags & _SKIP:
+            if flags & _NO_COLON and colon < 0:
+                raise ValueError(400, "bad header")
+            self.flags = flags & ~(_SKIP | _NO_COLON)
+            return True
+        if self.line and (colon < 0 or not _reads(line)):
+            if colon < 0:
+                raise ValueError(400, "bad header")
+            return True  # a header nobody reads
+        self._hold(len(line))
+        try:
+            text = line.decode().strip()
+        except UnicodeError:
+            text = ""  # refused as either line
+        if not self.line:
+            parts = text.split(" ")
+            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                raise ValueError(400, "bad request line")
+            self.line = text
+            if parts[2] != "HTTP/1.0":
+                self.flags = flags | _KEEP_ALIVE
+        elif not text:
+            raise ValueError(400, "bad header")
+        else:
+            name, _, value = text.partition(":")
+            self._header(name.strip().lower(), value.strip())
+        return True
 
+    def _hold(self, more):
+        # the request would hold len(line) + len(host) + more: refused past MAX_HELD
+        if len(self.line) + len(self.host) + more > MAX_HELD:
+            raise ValueError(431, "headers too large") if self.line else ValueError(414, "request line too long")
 
-def _head_end(buf):
-    # CRLF per the RFC; bare LF too, for hand-typed requests
-    crlf = buf.find(b"\r\n\r\n")
-    lf = buf.find(b"\n\n")
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf, 2
-    return crlf, 4
-
-
-def _parse_head(head):
-    try:
-        lines = head.decode().split("\n")
-        method, target, version = lines[0].strip().split(" ")
-    except (UnicodeError, ValueError):
-        raise HTTPError(400, "bad request line")
-    if not version.startswith("HTTP/1."):
-        raise HTTPError(400, "bad version")
-    keep_alive = version != "HTTP/1.0"
-    length = 0
-    host = ""
-    expect = html = False
-    for line in lines[1:]:
-        parts = line.split(":", 1)
-        if len(parts) != 2:
-            raise HTTPError(400, "bad header")
-        name = parts[0].strip().lower()
-        value = parts[1].strip()
+    def _header(self, name, value):
         if name == "content-length":
             if not digits(value):
-                raise HTTPError(400, "bad content-length")
-            length = int(value)
+                raise ValueError(400, "bad content-length")
+            self.length = int(value)
         elif name == "host":
-            host = value
+            self.host = value
         elif name == "transfer-encoding":
-            raise HTTPError(400, "chunked body not supported")
+            raise ValueError(400, "chunked body not supported")
         elif name == "expect":
-            expect = value.lower() == "100-continue"
+            if value.lower() == "100-continue":
+                self.flags |= _EXPECT
         elif name == "accept":
-            html = "text/html" in value
+            if "text/html" in value:
+                self.flags |= _HTML
         elif name == "connection":
             value = value.lower()
             if value == "close":
-                keep_alive = False
+                self.flags &= ~_KEEP_ALIVE
             elif value == "keep-alive":
-                keep_alive = True
-    return method, target, host, keep_alive, length, expect, html
+                self.flags |= _KEEP_ALIVE
+
+
+def _reads(line):
+    """Whether a header line (whole, or its start) may be one this server reads."""
+    colon = line.find(b":")
+    if colon < 0:
+        return len(line) <= _NAME
+    return colon <= _NAME and (b" " + line[:colon].strip().lower() + b" ") in _READS
 
 
 def digits(text):

@@ -21,8 +21,9 @@ import wifi
 from pairing.server import CLOSED, SWITCH
 
 # AP mode's modules: imported by _ap_mode, and out of the heap again before a join and a
-# save (the pairing world's other peak)
-_SERVING = ("pairing.server", "pairing.handlers", "pairing.portal", "pairing.http", "pairing.dns")
+# save (the pairing world's other peak). One string: a tuple would keep a string object
+# per name in the heap all through AP mode.
+_SERVING = "pairing.server pairing.handlers pairing.portal pairing.http pairing.dns"
 
 _FAILED_SHOW_MS = const(10000)  # the failed pattern after a failed attempt, then fast blink
 _DNS_PORT = const(53)
@@ -41,7 +42,7 @@ async def run(app):
             got = await touch.run(app, commit)
         else:
             got = await _ap_mode(app, notice)
-            _unload(_SERVING)
+            _unload(_SERVING.split())
         if got == SWITCH:
             in_touch = not in_touch
             continue
@@ -87,7 +88,7 @@ def _unload(names):
 
 async def _ap_mode(app, notice):
     """AP mode: the accepted POST /ap (a dict), SWITCH or CLOSED."""
-    from pairing import handlers, portal
+    from pairing import portal
     from pairing.server import Server
 
     s = app.s
@@ -95,7 +96,7 @@ async def _ap_mode(app, notice):
     ssid = portal.ap_ssid(s)
     _ap_up(ssid, s["ap_password"], s["ap_ip"])
     print("ap: up", ssid, s["ap_ip"])
-    server = Server(handlers.Context(s, hw.url_host(s["ap_ip"], s["http_port"]), networks, notice))
+    server = Server(s, hw.url_host(s["ap_ip"], s["http_port"]), networks, notice)
     led_task = asyncio.create_task(_show_failed(app, notice))
     try:
         await server.start(*hw.listen_addr(s["http_port"]), _dns(s["ap_ip"]))

@@ -4,13 +4,16 @@
 # parser, its deadline, what is still to write), not a task, a coroutine frame and a
 # stream: the heap is the limit, not the sockets.
 #
-# This server accepts only when it has a slot. A connection it cannot take yet waits
-# in the listen backlog, which lives in lwIP's memory, not the 38 KB heap; beyond the
-# backlog lwIP refuses the handshake itself (extmod/modlwip.c:517-550, _lwip_tcp_accept
-# answers ERR_BUF). A flood therefore queues outside the heap instead of allocating
-# inside it. When all slots are taken, a connection quiet for a while (an idle
-# keep-alive of a browser, a client trickling a request) is closed to make room, the
-# least recently served first (ESP-IDF httpd's lru_purge_enable); a young one never
+# Connections and what they hold share one allowance of heap, _HEAP: each counts
+# _CONN, plus what its request holds (http.Parser.held) and its reply still to write.
+# This server accepts, and reads, only what fits. A connection it cannot take yet
+# waits in the listen backlog, which lives in lwIP's memory, not the 38 KB heap; beyond
+# the backlog lwIP refuses the handshake itself (extmod/modlwip.c:517-550,
+# _lwip_tcp_accept answers ERR_BUF); bytes it cannot read yet wait in lwIP's window. A
+# flood therefore queues outside the heap instead of allocating inside it, and no
+# flood takes more than _HEAP. When nothing fits, a connection quiet for a while (an
+# idle keep-alive of a browser, a client trickling a request) is closed to make room,
+# the one holding the most first (ESP-IDF httpd's lru_purge_enable); a young one never
 # is, so a burst cannot evict a phone that has just connected.
 import asyncio
 import gc
@@ -23,22 +26,29 @@ from micropython import const
 
 from pairing import handlers, http
 
-_MAX_CONNECTIONS = const(5)  # a browser's page load and a phone's exchange; each holds up to 1 KB of head
 _REQUEST_MS = const(10000)  # a whole request (or the next one), or a reply's writing, within this
 _QUIET_MS = const(1000)  # a connection this long without a served request may be closed for a newcomer
-_BACKLOG = const(5)  # connections waiting for a slot, held by lwIP
+_BACKLOG = const(5)  # connections waiting for room, held by lwIP
 # the loop's period when nothing moved, as the button's: a request waits up to this long
 # to be read. Shorter costs heap under a flood (more requests in flight at once: +0.6 KB
 # at 5 ms) and CPU.
 _POLL_MS = const(20)
 _READ = const(128)
-# what all connections' unfinished requests may hold together: a whole head and a read
-# (one connection alone must reach MAX_HEAD to be told 431), a phone browser's ~700 B
-# head beside a phone app's; a client that holds it up is closed for another
-_BUFFERED = const(1152)  # http.MAX_HEAD + _READ
+_FIRST = const(64)  # a connection is taken when it fits with room for this much of a request
+# a connection's heap before it holds anything: lwIP's socket object (48 B on the
+# ESP8266: extmod/modlwip.c:289-321), this server's list for it (48 B), its
+# http.Parser (64 B) and a request's first bytes (16 B)
+_CONN = const(176)
+# what connections and their requests and replies take together: a request as large as
+# they come beside its connection (alone, it must pass http.MAX_HELD to be refused), a
+# page streaming beside its connection, a browser's and a phone's requests, or three
+# connections just taken
+_HEAP = const(704)  # _CONN + http.MAX_HELD + 16
 # a streamed page goes out in writes of this size (with TCP_NODELAY: no write waits
 # for the ACK of the one before); the buffer is heap while a page streams
 _CHUNK = const(256)
+# a page streaming: its generator's frame, its file, a line and a chunk
+_PAGING = const(512)
 _DRAIN_MS = const(400)  # after an error reply, what is in flight is read and dropped ...
 _DRAIN_QUIET_MS = const(50)  # ... until this long passes without any
 SWITCH = "switch"  # until_paired(): a press asked for the other pairing mode
@@ -48,7 +58,7 @@ CLOSED = "closed"  # until_paired(): the window closed
 _SOCK = const(0)
 _PARSER = const(1)  # None once an error reply is due: the request stream is not trusted
 _DEADLINE = const(2)  # a deadline, not an idle timer: a client trickling bytes cannot hold a slot
-_SERVED = const(3)  # when its last reply was made (or it was accepted): the LRU's order
+_SERVED = const(3)  # when its last reply was made (or it was accepted): quiet since
 _OUT = const(4)  # a memoryview still to write, or None
 _PAGE = const(5)  # a streamed page's chunks still to come (and to close), or None
 _NEXT = const(6)  # once written: _KEEP, _CLOSE, or _DRAIN (an error reply)
@@ -59,15 +69,22 @@ _DRAIN = const(2)
 
 
 class Server:
-    """Serves `ctx` (handlers.Context); ctx.accepted is the first valid POST /ap."""
+    """Serves handlers.handle, and is what its answers depend on besides the request:
+    the settings `s`, the portal's host[:port] on the soft-AP (None on the LAN: no
+    captive redirects there), the scanned networks, the last attempt's outcome
+    (`notice`), and `accepted`, the first valid POST /ap."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    def __init__(self, s, portal=None, networks=(), notice=None):
+        self.s = s
+        self.portal = portal
+        self.networks = networks
+        self.notice = notice
+        self.accepted = None
         self.conns = []
         self.listener = None
         self.loop = None  # the task of _run()
         self.datagrams = None
-        self.paging = None  # the connection streaming a page: one at a time (a buffer and a file each)
+        self.paging = None  # the connection streaming a page: one at a time (_PAGING each)
 
     async def start(self, host, port, datagrams=None):
         """Listen on (host, port). datagrams: (a bound UDP socket, a function from a
@@ -86,14 +103,14 @@ class Server:
         """The accepted POST /ap (a dict), SWITCH on a press, or CLOSED when window_ms
         (0: none) has passed."""
         t0 = time.ticks_ms()
-        while self.ctx.accepted is None:
+        while self.accepted is None:
             await asyncio.sleep_ms(200)
             if app.take_press():
                 return SWITCH
             if window_ms and time.ticks_diff(time.ticks_ms(), t0) >= window_ms:
                 return CLOSED
         await asyncio.sleep_ms(300)  # let the reply leave before the caller moves on
-        return self.ctx.accepted
+        return self.accepted
 
     async def stop(self):
         listener, self.listener = self.listener, None
@@ -149,7 +166,7 @@ class Server:
 
     def _take(self, listener):
         # what waits in the backlog is taken only into a free slot
-        while self._room():
+        while self._room(_CONN + _FIRST, None) >= _CONN + _FIRST:
             try:
                 sock, _ = listener.accept()
             except OSError:
@@ -159,21 +176,28 @@ class Server:
             now = time.ticks_ms()
             self.conns.append([sock, http.Parser(), time.ticks_add(now, _REQUEST_MS), now, None, None, _KEEP, False])
 
-    def _room(self):
-        """A slot for the next connection: a free one, or one made by closing the
-        least recently served connection that has been quiet for _QUIET_MS."""
-        if len(self.conns) < _MAX_CONNECTIONS:
-            return True
+    def _room(self, need, keep):
+        """The bytes of _HEAP the connections leave. When `need` does not fit, the
+        connection (not `keep`) served nothing for _QUIET_MS that takes the most is
+        closed first, without a reply."""
         now = time.ticks_ms()
-        oldest = None
+        used = most = 0
+        hog = None
         for conn in self.conns:
-            if time.ticks_diff(now, conn[_SERVED]) >= _QUIET_MS and (
-                    oldest is None or time.ticks_diff(conn[_SERVED], oldest[_SERVED]) < 0):
-                oldest = conn
-        if oldest:
-            self._close(oldest)  # without a reply
-            return True
-        return False
+            took = _CONN
+            if conn[_PARSER] is not None:
+                took += conn[_PARSER].held()
+            if conn[_OUT] is not None:
+                took += len(conn[_OUT])
+            if conn is self.paging:
+                took += _PAGING
+            used += took
+            if conn is not keep and took > most and time.ticks_diff(now, conn[_SERVED]) >= _QUIET_MS:
+                hog, most = conn, took
+        if used + need > _HEAP and hog is not None:
+            self._close(hog)
+            used -= most
+        return _HEAP - used
 
     def _step(self, conn, now):
         """What one connection can do now; True when something moved."""
@@ -185,9 +209,11 @@ class Server:
             return True
         if conn[_OUT] is not None or conn[_PAGE] is not None:
             return self._send(conn, now)
-        if conn[_PARSER] is not None and not self._may_read(conn, now):
+        # what fits (0: it waits, what it sent waiting in lwIP's window, not in the heap)
+        size = _READ if conn[_PARSER] is None else min(_READ, self._room(_READ, conn))
+        if size <= 0:
             return False
-        data = conn[_SOCK].read(_READ)
+        data = conn[_SOCK].read(size)
         if data is None:  # nothing came
             if conn[_PARSER] is None and time.ticks_diff(now, conn[_SERVED]) >= _DRAIN_QUIET_MS:
                 self._close(conn)  # the error reply has gone and nothing more is in flight
@@ -205,53 +231,34 @@ class Server:
                 self._send(conn, now)  # at once: a reply waiting for the next pass is heap held
         return True
 
-    def _may_read(self, conn, now):
-        """Unfinished requests share _BUFFERED bytes of heap: a connection reads while
-        one more read fits, or once the connection holding the most of them, served
-        nothing for _QUIET_MS (a client trickling a head), is closed to make room."""
-        total = most = 0
-        hog = None
-        for other in self.conns:
-            parser = other[_PARSER]
-            if parser is not None:
-                held = len(parser.buf)
-                total += held
-                if other is not conn and held > most and time.ticks_diff(now, other[_SERVED]) >= _QUIET_MS:
-                    hog, most = other, held
-        if total + _READ <= _BUFFERED:
-            return True
-        if hog is None:
-            return False  # it waits (what it sent waits in lwIP's window, not in the heap)
-        self._close(hog)  # without a reply
-        return total - most + _READ <= _BUFFERED
-
     def _serve(self, conn, now):
         """The reply to the next complete request, if one has arrived."""
         parser = conn[_PARSER]
         try:
             req = parser.next_request()
-        except http.HTTPError as e:
-            self._refuse(conn, e.status, e.reason, now)
+        except ValueError as e:
+            status, reason = e.args  # (see http.Parser.next_request)
+            self._refuse(conn, status, reason, now)
             return
         if req is None:
-            if parser.wants_continue and not conn[_CONTINUED]:
+            if parser.wants_continue() and not conn[_CONTINUED]:
                 conn[_CONTINUED] = True  # curl waits a second for this before it sends the body
                 conn[_OUT] = memoryview(http.CONTINUE)
             return
         conn[_CONTINUED] = False
-        status, body, content_type, headers = handlers.handle(req, self.ctx)
-        if req.method == "POST":
+        method, keep_alive = req[0], req[5]  # (see http.request)
+        status, body, content_type, headers = handlers.handle(req, self)
+        if method == "POST":
             # the JSON parser a POST /ap brought in: out of the heap until the next one
             # (it would stay there through the join and the save)
             sys.modules.pop("jsonobj", None)
         streamed = not isinstance(body, bytes)  # a page from flash: its length is known at the end
-        keep = req.keep_alive and not streamed
+        keep = keep_alive and not streamed
         out = http.head(status, None if streamed else len(body), keep, content_type, headers)
-        if req.method == "HEAD":
-            if streamed:
-                body.close()
+        if method == "HEAD":
+            pass  # the head alone (a page's generator is never made)
         elif streamed:
-            conn[_PAGE] = body
+            conn[_PAGE] = body  # (its function, their arguments), called on its turn
         else:
             out += body  # one segment: two would meet the client's delayed ACK
         conn[_OUT] = memoryview(out)
@@ -264,6 +271,8 @@ class Server:
         if out is None:  # the page's next chunk, when it is this connection's turn
             if self.paging is None:
                 self.paging = conn
+                make, args = conn[_PAGE]
+                conn[_PAGE] = make(*args)  # the page's generator: its frame and its file
             elif self.paging is not conn:
                 return False
             buf = bytearray()
@@ -301,21 +310,22 @@ class Server:
         # RST, which can destroy the reply before the phone reads it: what is in flight
         # is read and dropped first (bounded: _DRAIN_MS).
         conn[_PARSER] = None  # and with it what was buffered
-        if conn[_PAGE] is not None:
-            conn[_PAGE].close()
-            conn[_PAGE] = None
+        self._drop_page(conn)
         conn[_OUT] = memoryview(http.response(status, http.error_body(status, reason), False))
         conn[_NEXT] = _DRAIN
         conn[_DEADLINE] = time.ticks_add(now, _REQUEST_MS)
 
+    def _drop_page(self, conn):
+        # a page not (all) sent: its generator closed, and with it its file
+        if self.paging is conn:
+            conn[_PAGE].close()
+            self.paging = None
+        conn[_PAGE] = None
+
     def _close(self, conn):
         if conn in self.conns:
             self.conns.remove(conn)
-        if self.paging is conn:
-            self.paging = None
-        if conn[_PAGE] is not None:
-            conn[_PAGE].close()  # the page's file, if the client left halfway
-            conn[_PAGE] = None
+        self._drop_page(conn)
         conn[_OUT] = conn[_PARSER] = None
         try:
             conn[_SOCK].close()

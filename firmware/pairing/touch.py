@@ -48,7 +48,7 @@ async def run(app, commit):
         return failure  # nothing saved
     # a phone that only does ESP-Touch stops at the ack: the touched network is saved
     acking = asyncio.create_task(_ack(phone_ip, ack(total_len, hw.mac(), hw.sta().ifconfig()[0])))
-    server = Server(handlers.Context(s))
+    server = Server(s)
     try:
         await server.start(*hw.listen_addr(s["http_port"]))
         print("touch: http on", hw.sta().ifconfig()[0])

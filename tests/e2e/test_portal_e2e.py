@@ -84,6 +84,9 @@ def test_head_and_allow(portal):
     (status, headers, body), = split_responses(
         http_exchange(portal.http_port, [b"HEAD /device HTTP/1.1\r\nHost: 10.10.7.1\r\n\r\n"]))
     assert status == 200 and int(headers["Content-Length"]) > 50 and body == b""
+    # the portal's page, which streams from flash (no length: it ends with the connection)
+    raw = http_exchange(portal.http_port, [b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % portal.http_port])
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/html") and raw.endswith(b"Connection: close\r\n\r\n")
     (status, headers, _), = split_responses(
         http_exchange(portal.http_port, [b"DELETE /ap HTTP/1.1\r\nHost: 10.10.7.1\r\n\r\n"]))
     assert (status, headers["Allow"]) == (405, "POST")

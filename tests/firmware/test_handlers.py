@@ -3,8 +3,9 @@
 import json
 from collections import namedtuple
 
-from pairing.handlers import OK, Context, handle
-from pairing.http import Parser, Request, error_body, response
+from pairing.handlers import OK, handle
+from pairing.server import Server
+from pairing.http import Parser, error_body, request, response
 
 S = {
     "deviceid": "100000788a",
@@ -21,13 +22,20 @@ Reply = namedtuple("Reply", ("status", "body", "content_type", "headers", "pairi
 
 
 def call(method, target, body=b"", host="10.10.7.1", ctx=None, html=False):
-    ctx = ctx or Context(S, "10.10.7.1")
-    status, body, content_type, headers = handle(Request(method, target, host, body, True, html), ctx)
+    ctx = ctx or Server(S, "10.10.7.1")
+    status, body, content_type, headers = handle(request(method, target, host, body, True, html), ctx)
     return Reply(status, body, content_type, headers, ctx.accepted if method == "POST" and status == 200 else None)
 
 
+def streamed(body):
+    """A page's bytes: a handler gives (its function, their arguments) for the server to
+    call on the connection's turn."""
+    make, args = body
+    return b"".join(make(*args))
+
+
 def triple(reply):
-    body = reply.body if isinstance(reply.body, bytes) else b"".join(reply.body)
+    body = reply.body if isinstance(reply.body, bytes) else streamed(reply.body)
     return reply.status, body, reply.pairing
 
 
@@ -77,8 +85,8 @@ def test_get_device_on_the_wire():
     p = Parser()
     p.feed(b"GET /device HTTP/1.1\r\nHost: 10.10.7.1\r\nConnection: Keep-Alive\r\n\r\n")
     req = p.next_request()
-    status, body, _, _ = handle(req, Context(S, "10.10.7.1"))
-    assert response(status, body, req.keep_alive) == (
+    status, body, _, _ = handle(req, Server(S, "10.10.7.1"))
+    assert response(status, body, req[5]) == (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
         b"Content-Length: 109\r\n\r\n" + DEVICE
     )
@@ -250,7 +258,7 @@ def test_phone_probes_and_foreign_hosts_go_to_the_portal():
 
 def test_no_redirects_on_the_lan():
     # touch mode serves the same handlers on the LAN address: no captive portal there
-    ctx = Context(S)
+    ctx = Server(S)
     assert call("GET", "/generate_204", host="192.168.1.7", ctx=ctx).status == 404
     assert call("GET", "/", host="192.168.1.7", ctx=ctx).status == 200
 
@@ -258,12 +266,12 @@ def test_no_redirects_on_the_lan():
 def page(ctx, target="/"):
     reply = call("GET", target, ctx=ctx)
     assert reply.status == 200 and reply.content_type.startswith("text/html")
-    return b"".join(reply.body).decode()
+    return streamed(reply.body).decode()
 
 
 def test_the_page_lists_networks_escaped_and_prefills_the_cloud_fields():
     networks = [("home", -48), ('<script>alert("x")</script>', -70), ("far away", -88)]
-    text = page(Context(S, "10.10.7.1", networks), "/?server=cloud.example%3A8443&token=" + TOKEN)
+    text = page(Server(S, "10.10.7.1", networks), "/?server=cloud.example%3A8443&token=" + TOKEN)
     assert "100000788a" in text and text.startswith("<!doctype html>") and text.rstrip().endswith("</html>")
     assert '<option value="home">home (strong)</option>' in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; (fair)" in text and "<script>" not in text
@@ -274,11 +282,11 @@ def test_the_page_lists_networks_escaped_and_prefills_the_cloud_fields():
 
 
 def test_the_page_without_networks_and_with_the_last_outcome():
-    text = page(Context(S, "10.10.7.1", [], 'could not join "home": wrong password'))
+    text = page(Server(S, "10.10.7.1", [], 'could not join "home": wrong password'))
     assert "no network found" in text
     assert "Last attempt: could not join &quot;home&quot;: wrong password" in text
     assert "<details>" in text  # nothing to prefill: folded
-    assert page(Context(S, "10.10.7.1"), "/?%zz").count("<form") == 1  # a query not ours: ignored
+    assert page(Server(S, "10.10.7.1"), "/?%zz").count("<form") == 1  # a query not ours: ignored
 
 
 def test_the_portal_form_fields():
@@ -290,7 +298,7 @@ def test_the_portal_form_fields():
 
 
 def test_the_first_post_wins():
-    ctx = Context(S, "10.10.7.1")
+    ctx = Server(S, "10.10.7.1")
     first = json.dumps(creds()).encode()
     assert triple(call("POST", "/ap", first, ctx=ctx))[0] == 200
     assert triple(call("POST", "/ap", first, ctx=ctx))[:2] == (200, OK)  # the same again: a retry

@@ -1,6 +1,6 @@
 # pairing/http.py: the sans-IO HTTP/1.1 parser and the response bytes.
 # Runs under pytest and on the MicroPython VM (tests/firmware/vmrun.py).
-from pairing.http import CONTINUE, MAX_BODY, MAX_HEAD, HTTPError, Parser, error_body, form, head, reason, response
+from pairing.http import CONTINUE, MAX_BODY, MAX_HEAD, MAX_HELD, Parser, error_body, form, head, reason, response
 
 from check import raises
 
@@ -28,7 +28,8 @@ def feed_pieces(pieces):
 
 
 def plain(req):
-    return req.method, req.path, req.body, req.keep_alive
+    method, path, _, _, body, keep_alive, _ = req
+    return method, path, body, keep_alive
 
 
 def parse(data):
@@ -52,7 +53,7 @@ def path_of(data):
 
 
 def status_of(data):
-    return raises(HTTPError, parse, data).status
+    return raises(ValueError, parse, data).args[0]
 
 
 def head_of(n):
@@ -152,7 +153,7 @@ def test_head_over_max_without_terminator_is_431():
     p.feed(head_of(MAX_HEAD))
     assert p.next_request() is None  # still within the limit
     p.feed(b"aaaa")  # no terminator can now end a head of MAX_HEAD bytes
-    assert raises(HTTPError, p.next_request).status == 431
+    assert raises(ValueError, p.next_request).args[0] == 431
 
 
 def test_head_of_max_size_accepted_terminator_beyond_is_431():
@@ -176,12 +177,58 @@ def test_body_over_max_is_413_before_it_arrives():
     head = b"POST /ap HTTP/1.1\r\nContent-Length: %s\r\n\r\n"
     p = Parser()
     p.feed(head.replace(b"%s", str(MAX_BODY + 1).encode()))
-    assert raises(HTTPError, p.next_request).status == 413
+    assert raises(ValueError, p.next_request).args[0] == 413
     p = Parser()
     p.feed(head.replace(b"%s", str(MAX_BODY).encode()))
     assert p.next_request() is None  # the largest body allowed: wait for it
     p.feed(b"x" * MAX_BODY)
-    assert len(p.next_request().body) == MAX_BODY
+    assert len(p.next_request()[4]) == MAX_BODY
+
+
+def test_headers_nobody_reads_stream_through_without_being_held():
+    # a head padded to MAX_HEAD holds what a short one does, however it arrives
+    data = head_of(MAX_HEAD - 40) + b"\r\nHost: 10.10.7.1\r\nAccept: text/html\r\n\r\n"
+    assert len(data) == MAX_HEAD
+    for size in (1, 7, 128):
+        p = Parser()
+        most = 0
+        for i in range(0, len(data), size):
+            p.feed(data[i:i + size])
+            req = p.next_request()
+            most = max(most, p.held())
+        assert req is not None and req[:4] == ("GET", "/device", "", "10.10.7.1") and req[6] is True, size
+        # the request line, Host, and a line it reads as it arrives; never the padding
+        assert most <= len("GET /device HTTP/1.1" "10.10.7.1" "Accept: text/html\r") + size, (size, most)
+
+
+def test_a_line_without_a_colon_is_400_however_long():
+    for n in (10, 200, 900):
+        data = b"GET / HTTP/1.1\r\n" + b"x" * n + b"\r\n\r\n"
+        assert status_of(data) == 400, n
+        status = None
+        p = Parser()
+        for i in range(len(data)):
+            p.feed(data[i:i + 1])
+            try:
+                p.next_request()
+            except ValueError as e:
+                status = e.args[0]
+                break
+        assert status == 400, n
+
+
+def test_what_a_request_holds_is_capped():
+    # its request line (414), a header it reads (431), its body with them (413)
+    line = b"GET /?" + b"a" * MAX_HELD + b" HTTP/1.1\r\n\r\n"
+    assert status_of(line) == 414
+    p = Parser()
+    p.feed(line[:MAX_HELD + 1])  # no line end yet: refused as soon as it cannot fit
+    assert raises(ValueError, p.next_request).args[0] == 414
+    assert status_of(b"GET / HTTP/1.1\r\nHost: " + b"h" * MAX_HELD + b"\r\n\r\n") == 431
+    host = b"h" * (MAX_HELD - MAX_BODY)
+    post = b"POST /ap HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+    assert status_of(post % (host, MAX_BODY)) == 413
+    assert parse(post % (host[:-len(b"POST /ap HTTP/1.1")], MAX_BODY) + b"x" * MAX_BODY)[2] == b"x" * MAX_BODY
 
 
 def test_invalid_utf8_in_request_line_is_400():
@@ -216,6 +263,7 @@ def test_reason_phrases():
         "OK", "No Content", "Found", "Bad Request", "Not Found", "Method Not Allowed"]
     assert [reason(n) for n in (408, 409, 413, 431, 503)] == [
         "Request Timeout", "Conflict", "Payload Too Large", "Request Header Fields Too Large", "Service Unavailable"]
+    assert reason(414) == "URI Too Long"
     for n in (0, 20, 500, 4000, 2000):
         raises(ValueError, reason, n)
 
@@ -227,9 +275,9 @@ def test_error_body_exact_bytes():
 
 def test_host_and_query():
     req = request(b"GET /?server=cloud.example%3A8443&token=abc HTTP/1.1\r\nHost: 10.10.7.1\r\n\r\n")
-    assert (req.path, req.query, req.host) == ("/", "server=cloud.example%3A8443&token=abc", "10.10.7.1")
-    assert form(req.query) == {"server": "cloud.example:8443", "token": "abc"}
-    assert request(b"GET /x HTTP/1.1\r\n\r\n").host == ""
+    assert req[1:4] == ("/", "server=cloud.example%3A8443&token=abc", "10.10.7.1")
+    assert form(req[2]) == {"server": "cloud.example:8443", "token": "abc"}
+    assert request(b"GET /x HTTP/1.1\r\n\r\n")[3] == ""
 
 
 def test_form_decoding():
@@ -244,9 +292,9 @@ def test_form_decoding():
 def test_expect_100_continue_is_reported_until_the_body_arrives():
     p = Parser()
     p.feed(b"POST /ap HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n")
-    assert p.next_request() is None and p.wants_continue
+    assert p.next_request() is None and p.wants_continue()
     p.feed(b"ssid=a")
-    assert p.next_request().body == b"ssid=a" and not p.wants_continue
+    assert p.next_request()[4] == b"ssid=a" and not p.wants_continue()
     assert CONTINUE == b"HTTP/1.1 100 Continue\r\n\r\n"
 
 

@@ -10,6 +10,7 @@ import jsonobj
 import settings
 from espcloud import proto
 from pairing import dns, esptouch, handlers, http
+from pairing.server import Server
 
 AP_IP = b"\x0a\x0a\x07\x01"
 AP_REASONS = ("bad ssid", "bad password", "bad serverName", "bad port", "bad token", "bad json", "bad body")
@@ -40,7 +41,7 @@ def json_loads(data):
 
 def http_stream(data):
     """data[0] picks the read size (1..64); the rest arrives in reads of it, each
-    followed by taking every complete request. Returns (requests, HTTPError status)."""
+    followed by taking every complete request. Returns (requests, the refusal's status)."""
     p = http.Parser()
     requests = []
     for chunk in _chunks(data, data[0] % 64 + 1 if data else 1):
@@ -48,31 +49,33 @@ def http_stream(data):
         while True:
             try:
                 req = p.next_request()
-            except http.HTTPError as e:
-                assert http.reason(e.status) and e.status >= 400, e.status
-                return requests, e.status
+            except ValueError as e:
+                status, reason = e.args
+                assert http.reason(status) and status >= 400 and type(reason) is str, e.args
+                return requests, status
             if req is None:
                 break
-            assert type(req.method) is str and type(req.path) is str and type(req.query) is str
-            assert type(req.host) is str and type(req.body) is bytes and len(req.body) <= http.MAX_BODY
+            method, path, query, host, body, keep_alive, html = req
+            assert type(method) is str and type(path) is str and type(query) is str and type(host) is str
+            assert type(body) is bytes and len(body) <= http.MAX_BODY and type(keep_alive) is type(html) is bool
             requests.append(req)
-        # what stays buffered: a head still arriving, or a whole head and a body still arriving
-        end, sep = http._head_end(p.buf)
-        assert len(p.buf) <= (http.MAX_HEAD + 3 if end < 0 else end + sep + http.MAX_BODY), len(p.buf)
+        # what a request holds meanwhile (its request line, Host, the line arriving or
+        # its body) is within the cap, however the head was stuffed
+        assert p.held() <= http.MAX_HELD, p.held()
     return requests, None
 
 
 def pairing_server(data):
     """The pairing server's work without sockets: http_stream's requests answered by
     handlers.handle in AP mode, every body read out. Returns the statuses."""
-    ctx = handlers.Context(settings.defaults(), "10.10.7.1", [("home", -50), ("caf\xe9 \U0001f3e0", -70)])
+    ctx = Server(settings.defaults(), "10.10.7.1", [("home", -50), ("caf\xe9 \U0001f3e0", -70)])
     statuses = []
     for req in http_stream(data)[0]:
         status, body, content_type, headers = handlers.handle(req, ctx)
         assert http.reason(status), status
         assert type(content_type) is str and type(headers) is str
-        if type(body) is not bytes:
-            body = b"".join(body)
+        if type(body) is not bytes:  # a page: (its function, their arguments)
+            body = b"".join(body[0](*body[1]))
         statuses.append(status)
     return statuses
 

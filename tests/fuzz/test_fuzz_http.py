@@ -1,7 +1,7 @@
 """Property-based fuzzing of the pairing server's parsing under CPython: the HTTP request
 parser (firmware/pairing/http.py) fed in reads of any size, the handlers answering what
 it parses (pairing/handlers.py), and POST /ap's validation (handlers.parse_ap). Only
-HTTPError / ValueError with the documented statuses and reasons, a bounded buffer, and
+ValueError with the documented statuses and reasons, a bounded buffer, and
 what a well-formed request or body holds comes out as it went in."""
 import json
 from urllib.parse import urlencode
@@ -50,8 +50,7 @@ def test_requests_read_back(requests, read_size, nl):
     got, status = drive.http_stream(bytes((read_size,)) + stream)
     assert status is None and len(got) == len(requests)
     for req, (method, target, q, h, body, close) in zip(got, requests):
-        assert (req.method, req.path, req.query, req.host, req.body, req.keep_alive) == (
-            method, target, q or "", h, body, not close)
+        assert req[:6] == (method, target, q or "", h, body, not close)
 
 
 @props.budget(2500)
