@@ -165,7 +165,7 @@ class Server:
             await asyncio.sleep_ms(0 if moved else _POLL_MS)
 
     def _take(self, listener):
-        # what waits in the backlog is taken only into a free slot
+        # what waits in the backlog is taken only while it fits, with room for a start
         while self._room(_CONN + _FIRST, None) >= _CONN + _FIRST:
             try:
                 sock, _ = listener.accept()
