@@ -92,7 +92,8 @@ def parse_ap(body):
     out: dict = {"ssid": ssid, "password": password}
     server = d.get("server")  # the portal's "host" or "host:port"
     if isinstance(server, str) and server:
-        host, _, port = server.rpartition(":") if ":" in server else (server, "", "")
+        i = server.rfind(":")  # (no str.rpartition on the ESP8266: ports/esp8266/mpconfigport.h:28)
+        host, port = (server, "") if i < 0 else (server[:i], server[i + 1:])
         d["serverName"] = host
         if port:
             d["port"] = port

@@ -39,8 +39,16 @@ def request(method, target, host, body, keep_alive, html=False):
     """A request as this server passes it on: (method, path, query (after "?", or ""),
     host (the Host header, or ""), body (bytes), keep_alive, html (a browser: Accept
     names text/html)). A tuple, not an object: a class would sit in the heap."""
-    path, _, query = target.partition("?")
+    path, query = split_once(target, "?")
     return method, path, query, host, body, keep_alive, html
+
+
+def split_once(text, sep):
+    """(What comes before the first `sep`, what comes after it; empty when there is
+    none), for str or bytes: str.partition less the separator, which the ESP8266's
+    build leaves out (ports/esp8266/mpconfigport.h:28, for bytes too)."""
+    i = text.find(sep)
+    return (text, text[:0]) if i < 0 else (text[:i], text[i + len(sep):])
 
 
 class Parser:
@@ -142,7 +150,7 @@ class Parser:
         elif not text:
             raise ValueError(400, "bad header")
         else:
-            name, _, value = text.partition(":")
+            name, value = split_once(text, ":")
             self._header(name.strip().lower(), value.strip())
         return True
 

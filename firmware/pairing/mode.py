@@ -20,10 +20,10 @@ import hw
 import wifi
 from pairing.server import CLOSED, SWITCH
 
-# AP mode's modules: imported by _ap_mode, and out of the heap again before a join and a
-# save (the pairing world's other peak). One string: a tuple would keep a string object
-# per name in the heap all through AP mode.
-_SERVING = "pairing.server pairing.handlers pairing.portal pairing.http pairing.dns"
+# AP mode's modules (in pairing): imported by _ap_mode, and out of the heap again before a
+# join and a save (the pairing world's other peak). One string: a tuple would keep a
+# string object per name in the heap all through AP mode.
+_SERVING = "server handlers portal http dns"
 
 _FAILED_SHOW_MS = const(10000)  # the failed pattern after a failed attempt, then fast blink
 _DNS_PORT = const(53)
@@ -75,12 +75,13 @@ async def commit(app, pairing, reset=True):
 
 
 def _unload(names):
-    # a module is held by sys.modules, and a submodule by its package's attribute too
+    # a submodule is held by sys.modules and by its package's attribute; the ESP8266's
+    # build has no delattr (ports/esp8266/mpconfigport.h:26), a module its __dict__
+    import pairing
+
     for name in names:
-        sys.modules.pop(name, None)
-        package, _, attr = name.rpartition(".")
-        if package and hasattr(sys.modules[package], attr):
-            delattr(sys.modules[package], attr)
+        sys.modules.pop("pairing." + name, None)
+        pairing.__dict__.pop(name, None)
 
 
 # AP mode

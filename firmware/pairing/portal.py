@@ -4,7 +4,13 @@
 # a page, a line that starts with "@" is a slot the code fills ("@networks"), and
 # {ssid} and {ap} are replaced. Everything shown that came from outside (SSIDs, query
 # parameters) is escaped, and no secret is ever shown.
-_DIR = __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else ""
+import pairing
+from pairing.http import split_once
+
+# this package's directory: the ESP8266's build gives modules no __file__
+# (ports/esp8266/mpconfigport.h:35), but a package its __path__, a str on MicroPython
+# (py/builtinimport.c:498; a list on CPython, where the tests run too)
+_DIR = (pairing.__path__ if isinstance(pairing.__path__, str) else list(pairing.__path__)[0]) + "/"
 
 
 def page(s, networks, notice, query):
@@ -51,7 +57,7 @@ def refused(reason):
             if line[:1] != b"@":
                 yield line
                 continue
-            name, _, text = line[1:].partition(b":")
+            name, text = split_once(line[1:], b":")
             name = name.strip()
             if name == reason or not (name or told):
                 told = True
