@@ -99,6 +99,10 @@ class Parser:
         """Take the head's next line, True; False until it has all come."""
         buf, flags = self.buf, self.flags
         end = buf.find(b"\n")
+        if not flags & _SKIP:
+            # what of this line the request holds, whole or in part: the same check
+            # however the line arrives, and before MAX_HEAD's
+            self._hold(self._kept(buf if end < 0 else buf[:end]))
         if end < 0:
             if self.seen + len(buf) > MAX_HEAD + 3:  # room for a terminator still arriving
                 raise ValueError(431, "headers too large")
@@ -113,8 +117,6 @@ class Parser:
                 self.flags = flags | _SKIP
                 self.seen += len(buf) - keep
                 self.buf = buf[len(buf) - keep:]
-            else:
-                self._hold(len(buf))
             return False
         line, self.buf = buf[:end], buf[end + 1:]
         self.seen += end + 1
@@ -135,7 +137,6 @@ class Parser:
             if colon < 0:
                 raise ValueError(400, "bad header")
             return True  # a header nobody reads
-        self._hold(len(line))
         try:
             text = line.decode().strip()
         except UnicodeError:
@@ -153,6 +154,15 @@ class Parser:
             name, value = split_once(text, ":")
             self._header(name.strip().lower(), value.strip())
         return True
+
+    def _kept(self, line):
+        # what of a line (whole, or its start) the request holds: a request line or a
+        # header it reads, all of it; another header, its name's start until its ":"
+        # shows it is not one it reads
+        if not self.line or _reads(line):
+            return len(line)
+        colon = line.find(b":")
+        return colon if 0 <= colon <= _NAME else min(len(line), _NAME)
 
     def _hold(self, more):
         # the request would hold len(line) + len(host) + more: refused past MAX_HELD

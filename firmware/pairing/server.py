@@ -44,11 +44,11 @@ _CONN = const(176)
 # page streaming beside its connection, a browser's and a phone's requests, or three
 # connections just taken
 _HEAP = const(704)  # _CONN + http.MAX_HELD + 16
-# a streamed page goes out in writes of this size (with TCP_NODELAY: no write waits
-# for the ACK of the one before); the buffer is heap while a page streams
-_CHUNK = const(256)
-# a page streaming: its generator's frame, its file, a line and a chunk
-_PAGING = const(512)
+# a streamed page goes out a line at a time (with TCP_NODELAY: no write waits for the
+# ACK of the one before), up to this much a pass before the other connections' turn
+_CHUNK = const(512)
+# a page streaming: its generator's frame, its file and a line (~300 B measured on the VM)
+_PAGING = const(320)
 _DRAIN_MS = const(400)  # after an error reply, what is in flight is read and dropped ...
 _DRAIN_QUIET_MS = const(50)  # ... until this long passes without any
 SWITCH = "switch"  # until_paired(): a press asked for the other pairing mode
@@ -138,31 +138,39 @@ class Server:
         poller.register(listener, select.POLLIN)
         if datagrams:
             poller.register(datagrams[0], select.POLLIN)
-        conns = self.conns
         while self.listener:
             for sock, _ in poller.ipoll(0):
                 if sock is listener:
                     self._take(listener)
                 elif datagrams:
                     _answer(sock, datagrams[1])
-            moved = False
-            now = time.ticks_ms()
-            i = 0
-            while i < len(conns):  # in the order they came: the first POST /ap wins
-                conn = conns[i]
-                try:
-                    moved = self._step(conn, now) or moved
-                except MemoryError:
-                    # drop this connection without a reply (that would allocate): keep the device
-                    self._close(conn)
-                    conn = None
-                    gc.collect()
-                    print("http: out of memory")
-                except OSError:
-                    self._close(conn)  # the phone went away
-                if i < len(conns) and conns[i] is conn:
-                    i += 1  # else it closed, and the next one is at i now
-            await asyncio.sleep_ms(0 if moved else _POLL_MS)
+            await asyncio.sleep_ms(0 if self._pass() else _POLL_MS)
+
+    def _pass(self):
+        """Every connection's step, in the order they came (the first POST /ap wins);
+        True when something moved."""
+        conns = self.conns
+        moved = False
+        now = time.ticks_ms()
+        i = 0
+        while i < len(conns):
+            conn = conns[i]
+            try:
+                moved = self._step(conn, now) or moved
+            except MemoryError:
+                # drop this connection without a reply (that would allocate): keep the device
+                self._close(conn)
+                conn = None
+                gc.collect()
+                print("http: out of memory")
+            except OSError:
+                self._close(conn)  # the phone went away
+            except Exception as e:  # a bug met by one connection: that connection's, not the device's
+                print("http: connection dropped:", type(e).__name__)  # (never its text: it may quote input)
+                self._close(conn)
+            if i < len(conns) and conns[i] is conn:
+                i += 1  # else it closed, and the next one is at i now
+        return moved
 
     def _take(self, listener):
         # what waits in the backlog is taken only while it fits, with room for a start
@@ -177,26 +185,33 @@ class Server:
             self.conns.append([sock, http.Parser(), time.ticks_add(now, _REQUEST_MS), now, None, None, _KEEP, False])
 
     def _room(self, need, keep):
-        """The bytes of _HEAP the connections leave. When `need` does not fit, the
-        connection (not `keep`) served nothing for _QUIET_MS that takes the most is
-        closed first, without a reply."""
+        """The bytes of _HEAP the connections leave. When `need` (None: nothing is to
+        be closed) does not fit, one connection (not `keep`, not the one streaming a
+        page, whose deadline bounds it) served nothing for _QUIET_MS is closed first,
+        without a reply: one with no request under way if there is one (an idle
+        keep-alive, a silent socket), else the one holding the most."""
         now = time.ticks_ms()
         used = most = 0
-        hog = None
+        idle = hog = None
         for conn in self.conns:
             took = _CONN
-            if conn[_PARSER] is not None:
-                took += conn[_PARSER].held()
+            parser = conn[_PARSER]
+            if parser is not None:
+                took += parser.held()
             if conn[_OUT] is not None:
                 took += len(conn[_OUT])
             if conn is self.paging:
                 took += _PAGING
             used += took
-            if conn is not keep and took > most and time.ticks_diff(now, conn[_SERVED]) >= _QUIET_MS:
+            if conn is keep or conn is self.paging or time.ticks_diff(now, conn[_SERVED]) < _QUIET_MS:
+                continue
+            if parser is not None and not parser.pending() and conn[_OUT] is None and conn[_PAGE] is None:
+                idle = idle or conn  # it takes _CONN
+            elif took > most:
                 hog, most = conn, took
-        if used + need > _HEAP and hog is not None:
-            self._close(hog)
-            used -= most
+        if need is not None and used + need > _HEAP and (idle or hog):
+            used -= _CONN if idle else most
+            self._close(idle or hog)
         return _HEAP - used
 
     def _step(self, conn, now):
@@ -209,8 +224,11 @@ class Server:
             return True
         if conn[_OUT] is not None or conn[_PAGE] is not None:
             return self._send(conn, now)
-        # what fits (0: it waits, what it sent waiting in lwIP's window, not in the heap)
-        size = _READ if conn[_PARSER] is None else min(_READ, self._room(_READ, conn))
+        # what fits (0: it waits, what it sent waiting in lwIP's window, not in the heap);
+        # only a request under way has another connection closed for room: a connection
+        # with nothing to read must not
+        parser = conn[_PARSER]
+        size = _READ if parser is None else min(_READ, self._room(_READ if parser.pending() else None, conn))
         if size <= 0:
             return False
         data = conn[_SOCK].read(size)
@@ -267,32 +285,38 @@ class Server:
         conn[_SERVED] = now
 
     def _send(self, conn, now):
+        """Write what is due, as far as the socket takes it: the reply, or a page's next
+        lines (a line at a time in the heap, up to _CHUNK bytes a pass)."""
         out = conn[_OUT]
-        if out is None:  # the page's next chunk, when it is this connection's turn
-            if self.paging is None:
-                self.paging = conn
-                make, args = conn[_PAGE]
-                conn[_PAGE] = make(*args)  # the page's generator: its frame and its file
-            elif self.paging is not conn:
-                return False
-            buf = bytearray()
-            for piece in conn[_PAGE]:
-                buf.extend(piece)
-                if len(buf) >= _CHUNK:
+        written = 0
+        while True:
+            if out is None:  # the page's next line, when it is this connection's turn
+                if self.paging is None:
+                    if self._room(_PAGING, conn) < _PAGING:
+                        return False  # it waits for room, as a read does
+                    make, args = conn[_PAGE]
+                    conn[_PAGE] = make(*args)  # the page's generator: its frame and its file
+                    self.paging = conn
+                elif self.paging is not conn:
+                    return False
+                line = next(conn[_PAGE], None)
+                if line is None:
+                    conn[_PAGE] = None  # the page has ended
+                    self.paging = None
                     break
-            else:
-                conn[_PAGE] = None  # it has ended: this is its last chunk
-                self.paging = None
-            out = memoryview(buf)
-        sent = conn[_SOCK].write(out) if len(out) else 0
-        if sent:
-            out = out[sent:]
-        if len(out):
-            conn[_OUT] = out
-            return bool(sent)
-        conn[_OUT] = None
+                out = memoryview(line)
+            sent = conn[_SOCK].write(out) if len(out) else 0
+            if sent:
+                out = out[sent:]
+                written += sent
+            if len(out):
+                conn[_OUT] = out
+                return written > 0
+            out = conn[_OUT] = None
+            if conn[_PAGE] is None or written >= _CHUNK:
+                break
         if conn[_PAGE] is not None:
-            return True
+            return True  # more of the page on the next pass
         # the reply has gone
         after = conn[_NEXT]
         if after == _CLOSE:

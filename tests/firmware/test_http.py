@@ -231,6 +231,37 @@ def test_what_a_request_holds_is_capped():
     assert parse(post % (host[:-len(b"POST /ap HTTP/1.1")], MAX_BODY) + b"x" * MAX_BODY)[2] == b"x" * MAX_BODY
 
 
+def outcome(data, size):
+    """What a parser makes of `data` read `size` bytes at a time: (requests, status)."""
+    p = Parser()
+    got = []
+    try:
+        for i in range(0, len(data), size):
+            p.feed(data[i:i + size])
+            req = p.next_request()
+            while req is not None:
+                got.append(req)
+                req = p.next_request()
+    except ValueError as e:
+        return got, e.args[0]
+    return got, None
+
+
+def test_near_the_caps_the_outcome_does_not_depend_on_how_a_head_arrives():
+    # what a request holds is checked the same on a whole line and on a line's start
+    line = b"GET /?" + b"a" * 470 + b" HTTP/1.1\r\n"
+    heads = [
+        line + b"Host: 10.10.7.1\r\nUpgrade-Insecure-Requests: 1\r\n\r\n",  # a name's start fits or not
+        line + b"Host: 10.10.7.1\r\nno colon here\r\n\r\n",
+        b"GET /?" + b"a" * 1100 + b" HTTP/1.1\r\n\r\n",  # past MAX_HELD and MAX_HEAD: 414 either way
+    ]
+    for data in heads:
+        whole = outcome(data, len(data))
+        for size in (1, 7, 21, 64, 128):
+            assert outcome(data, size) == whole, (data[:40], size)
+    assert outcome(heads[2], len(heads[2]))[1] == 414
+
+
 def test_invalid_utf8_in_request_line_is_400():
     assert status_of(b"GET /\xff\xfe HTTP/1.1\r\n\r\n") == 400
 
