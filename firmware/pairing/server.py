@@ -44,9 +44,6 @@ _CONN = const(176)
 # page streaming beside its connection, a browser's and a phone's requests, or three
 # connections just taken
 _HEAP = const(704)  # _CONN + http.MAX_HELD + 16
-# a streamed page goes out a line at a time (with TCP_NODELAY: no write waits for the
-# ACK of the one before), up to this much a pass before the other connections' turn
-_CHUNK = const(512)
 # a page streaming: its generator's frame, its file and a line (~300 B measured on the VM)
 _PAGING = const(320)
 _DRAIN_MS = const(400)  # after an error reply, what is in flight is read and dropped ...
@@ -224,11 +221,16 @@ class Server:
             return True
         if conn[_OUT] is not None or conn[_PAGE] is not None:
             return self._send(conn, now)
-        # what fits (0: it waits, what it sent waiting in lwIP's window, not in the heap);
-        # only a request under way has another connection closed for room: a connection
-        # with nothing to read must not
+        # what fits (0: it waits, what it sent waiting in lwIP's window, not in the heap).
+        # Only a request under way has another connection closed for room; a connection
+        # between requests may always read a byte: it is how it learns the phone has gone.
         parser = conn[_PARSER]
-        size = _READ if parser is None else min(_READ, self._room(_READ if parser.pending() else None, conn))
+        if parser is None:
+            size = _READ
+        elif parser.pending():
+            size = min(_READ, self._room(_READ, conn))
+        else:
+            size = max(1, min(_READ, self._room(None, conn)))
         if size <= 0:
             return False
         data = conn[_SOCK].read(size)
@@ -286,19 +288,20 @@ class Server:
 
     def _send(self, conn, now):
         """Write what is due, as far as the socket takes it: the reply, or a page's next
-        lines (a line at a time in the heap, up to _CHUNK bytes a pass)."""
+        lines, a line at a time in the heap (with TCP_NODELAY no write waits for the ACK
+        of the one before; the page is done sooner, and its room free for others)."""
         out = conn[_OUT]
         written = 0
         while True:
             if out is None:  # the page's next line, when it is this connection's turn
                 if self.paging is None:
                     if self._room(_PAGING, conn) < _PAGING:
-                        return False  # it waits for room, as a read does
+                        return written > 0  # it waits for room, as a read does
                     make, args = conn[_PAGE]
                     conn[_PAGE] = make(*args)  # the page's generator: its frame and its file
                     self.paging = conn
                 elif self.paging is not conn:
-                    return False
+                    return written > 0
                 line = next(conn[_PAGE], None)
                 if line is None:
                     conn[_PAGE] = None  # the page has ended
@@ -313,10 +316,8 @@ class Server:
                 conn[_OUT] = out
                 return written > 0
             out = conn[_OUT] = None
-            if conn[_PAGE] is None or written >= _CHUNK:
+            if conn[_PAGE] is None:
                 break
-        if conn[_PAGE] is not None:
-            return True  # more of the page on the next pass
         # the reply has gone
         after = conn[_NEXT]
         if after == _CLOSE:

@@ -84,12 +84,16 @@ def assert_paired_unharmed(board, before, ident):
 
 def test_bursts_of_simultaneous_connections(portal):
     before = identity(portal)
+    answered = 0
     for _ in range(BURSTS):
         seen = burst(portal.http_port, WIDTH)
         # every client that got an answer got a whole, right one; the rest waited in the
         # listen backlog, outside the heap, or were refused there
         assert all(line in (b"", b"HTTP/1.1 200 OK") for line in seen), set(seen)
-        assert seen.count(b"HTTP/1.1 200 OK") >= WIDTH // 2
+        answered += seen.count(b"HTTP/1.1 200 OK")
+    # how many get in within their 15 s varies with the kernel's SYN retries (typically
+    # all of them; the fewest seen on a 2-core machine: two thirds)
+    assert answered >= BURSTS * WIDTH // 2, answered
     heap = portal.control("heap")
     # the pairing world's own peak is ~15.5 KB (README, Benchmarks): a flood adds what
     # the server's allowance lets connections take (0.7 KB), not fifty connections
