@@ -35,7 +35,7 @@ JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 
 
-def request(method, target, host, body, keep_alive, html=False):
+def request(method, target, host, body, keep_alive, html):
     """A request as this server passes it on: (method, path, query (after "?", or ""),
     host (the Host header, or ""), body (bytes), keep_alive, html (a browser: Accept
     names text/html)). A tuple, not an object: a class would sit in the heap."""
